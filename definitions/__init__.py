@@ -1,0 +1,22 @@
+"""The example project `dagster dev` loads: the retail PySetl pipeline as Dagster assets.
+
+Storage goes to `$PYSETL_DAGSTER_STORAGE`, else `$DAGSTER_HOME/pysetl_storage`.
+"""
+
+from __future__ import annotations
+
+from pysetl_dagster import build_definitions, pysetl_pipeline
+
+from .retail.pipeline import build_pipeline
+
+retail = pysetl_pipeline(build_pipeline(), name="retail")
+retail.daily_schedule(cron="0 2 * * *")
+
+defs = build_definitions(
+    retail,
+    spark_config={
+        # Small example data: a few shuffle partitions keep local runs quick.
+        "spark.sql.shuffle.partitions": "4",
+        "spark.ui.showConsoleProgress": "false",
+    },
+)

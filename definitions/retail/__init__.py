@@ -1,0 +1,1 @@
+"""Retail example: a pure-PySetl ETL pipeline (no orchestrator imports)."""

@@ -1,0 +1,181 @@
+"""Persisting Factory outputs: Spark writes Parquet, nothing is collected to the driver.
+
+Layout under `base_path` (one folder per asset key, per partition if any)::
+
+    <asset>/_current.json          which version readers get (replaced atomically)
+    <asset>/<version>/             a Parquet dataset (or value.pickle for non-Spark values)
+
+A version is written completely before `_current.json` is switched to it with an atomic
+rename, so a run that crashes mid-write leaves the previous output readable and current. The
+last `keep_versions` versions are kept (a reader that started before the switch can finish).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    ConfigurableIOManager,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    TableColumn,
+    TableSchema,
+)
+from pydantic import Field
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+MANIFEST = "_current.json"
+ASSET_KEY_METADATA = "pysetl/asset_key"
+"""Op outputs carrying this definition metadata are stored (and recorded) as that asset."""
+
+
+class PySetlStorageError(Exception):
+    """An asset has no readable stored output."""
+
+
+def table_schema_of_struct(schema: StructType) -> TableSchema:
+    return TableSchema(
+        columns=[TableColumn(name=f.name, type=f.dataType.simpleString()) for f in schema.fields]
+    )
+
+
+def _spark() -> SparkSession:
+    return SparkSession.builder.getOrCreate()
+
+
+class SparkParquetIOManager(ConfigurableIOManager):
+    """Stores Spark DataFrames (and typedspark DataSets) as versioned Parquet datasets."""
+
+    base_path: str = Field(description="Root folder of all stored outputs.")
+    count_rows: bool = Field(
+        default=False, description="Record a row count (a Spark job) with each materialization."
+    )
+    keep_versions: int = Field(default=2, ge=1, description="Versions kept per asset.")
+
+    # -- locations -------------------------------------------------------------------------
+
+    def asset_dir(self, asset_key: AssetKey, partition_key: str | None = None) -> Path:
+        path = Path(self.base_path).joinpath(*asset_key.path)
+        return path / partition_key if partition_key else path
+
+    def current_version_path(self, asset_key: AssetKey, partition_key: str | None = None) -> Path:
+        """Where the current version of an asset is stored; raises if it was never written."""
+        location = self.asset_dir(asset_key, partition_key)
+        manifest = self._read_manifest(location)
+        if manifest is None:
+            raise PySetlStorageError(
+                f"Asset {asset_key.to_user_string()} has no stored output under {location}. "
+                "Materialize it (or include it in the selection) before its downstream assets."
+            )
+        return location / manifest["version"]
+
+    def _output_location(self, context: OutputContext) -> tuple[Path, AssetKey | None]:
+        key = _asset_key_of_output(context)
+        partition = context.partition_key if context.has_partition_key else None
+        if key is not None:
+            return self.asset_dir(key, partition), key
+        run_dir = Path(self.base_path, "_runs", context.run_id, context.step_key, context.name)
+        return run_dir, None
+
+    # -- IO manager ------------------------------------------------------------------------
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        location, op_asset_key = self._output_location(context)
+        version = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        target = location / version
+        location.mkdir(parents=True, exist_ok=True)
+        metadata: dict[str, Any] = {"path": MetadataValue.path(str(target))}
+        if isinstance(obj, DataFrame):
+            fmt = "parquet"
+            obj.write.mode("errorifexists").parquet(str(target))
+            metadata["dagster/column_schema"] = table_schema_of_struct(obj.schema)
+            if self.count_rows:
+                rows = _spark().read.parquet(str(target)).count()
+                metadata["dagster/row_count"] = MetadataValue.int(rows)
+        else:
+            fmt = "pickle"
+            target.mkdir()
+            with open(target / "value.pickle", "wb") as fh:
+                pickle.dump(obj, fh)
+        self._switch_manifest(location, {"version": version, "format": fmt, "run_id": context.run_id})
+        self._prune(location, keep=version)
+        metadata["pysetl/storage_version"] = MetadataValue.text(version)
+        context.add_output_metadata(metadata)
+        if op_asset_key is not None and not context.has_asset_key:
+            # A Stage op stores a Factory's output as its asset: record it, after the write.
+            context.log_event(AssetMaterialization(asset_key=op_asset_key, metadata=metadata))
+
+    def load_input(self, context: InputContext) -> Any:
+        if context.has_asset_key:
+            key: AssetKey | None = context.asset_key
+            partition = context.asset_partition_key if context.has_asset_partitions else None
+            location = self.asset_dir(context.asset_key, partition)
+        else:
+            upstream = context.upstream_output
+            assert upstream is not None, "an op input without an upstream output"
+            location, key = self._output_location(upstream)
+        manifest = self._read_manifest(location)
+        if manifest is None:
+            name = key.to_user_string() if key else context.name
+            raise PySetlStorageError(
+                f"Input {context.name!r} needs {name}, which has no stored output under "
+                f"{location}. Materialize it first (or include it in the selection)."
+            )
+        path = location / manifest["version"]
+        if manifest["format"] == "parquet":
+            return _spark().read.parquet(str(path))
+        with open(path / "value.pickle", "rb") as fh:
+            return pickle.load(fh)
+
+    # -- storage helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _read_manifest(location: Path) -> dict[str, Any] | None:
+        try:
+            with open(location / MANIFEST) as fh:
+                manifest: dict[str, Any] = json.load(fh)
+        except FileNotFoundError:
+            return None
+        return manifest if (location / manifest["version"]).exists() else None
+
+    @staticmethod
+    def _switch_manifest(location: Path, manifest: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=location, prefix=".manifest-", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(manifest, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, location / MANIFEST)
+
+    def _prune(self, location: Path, keep: str) -> None:
+        versions = sorted(
+            p.name
+            for p in location.iterdir()
+            if p.is_dir() and not p.name.startswith((".", "_")) and p.name[:8].isdigit()
+        )
+        stale = [v for v in versions[: -self.keep_versions] if v != keep]
+        for name in stale:
+            shutil.rmtree(location / name, ignore_errors=True)
+
+
+def _asset_key_of_output(context: OutputContext) -> AssetKey | None:
+    if context.has_asset_key:
+        return context.asset_key
+    raw = (context.definition_metadata or {}).get(ASSET_KEY_METADATA)
+    if isinstance(raw, MetadataValue):
+        raw = getattr(raw, "value", raw)
+    return AssetKey.from_user_string(raw) if isinstance(raw, str) else None

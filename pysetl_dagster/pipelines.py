@@ -1,0 +1,232 @@
+"""One call from a PySetl Pipeline to everything Dagster shows for it, and to `Definitions`.
+
+    pipeline_defs = pysetl_pipeline(build_pipeline(), name="retail")
+    defs = build_definitions(pipeline_defs, storage_path="data/warehouse")
+
+gives an asset per Factory (and per external input), an asset job and a Stage job (both on the
+in-process executor: one process, one SparkSession a run), and the resources they need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import (
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    AssetSpec,
+    Definitions,
+    JobDefinition,
+    MetadataValue,
+    ScheduleDefinition,
+    SensorDefinition,
+    define_asset_job,
+    in_process_executor,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
+from pysetl.workflow import Deliverable, Factory, Pipeline
+
+from .assets import TranslatedPipeline, build_pysetl_assets, translate
+from .errors import PySetlDefinitionError
+from .graph import FactoryNode, PipelineGraph
+from .io_managers import SparkParquetIOManager
+from .naming import snake_case
+from .ops import build_stage_job
+from .resources import PySparkSessionResource
+from .translator import PySetlTranslator
+
+
+@dataclass
+class PySetlPipelineDefinitions:
+    """The Dagster side of one PySetl pipeline."""
+
+    name: str
+    translated: TranslatedPipeline
+    assets: list[AssetsDefinition | AssetSpec]
+    asset_job: UnresolvedAssetJobDefinition
+    stage_job: JobDefinition | None
+    diagram: str
+    schedules: list[ScheduleDefinition] = field(default_factory=list)
+
+    @property
+    def graph(self) -> PipelineGraph:
+        return self.translated.graph
+
+    def asset_key(self, factory: type[Factory[Any]] | Factory[Any]) -> AssetKey:
+        """The asset key of a Factory (class or instance) of this pipeline."""
+        factory_type = factory if isinstance(factory, type) else type(factory)
+        for node, spec in self.translated.factory_specs.items():
+            if node.factory_type is factory_type:
+                return spec.key
+        raise KeyError(f"Factory {factory_type.__name__} is not in pipeline {self.name!r}")
+
+    @property
+    def factory_keys(self) -> list[AssetKey]:
+        return [spec.key for spec in self.translated.factory_specs.values()]
+
+    def daily_schedule(self, cron: str = "0 2 * * *", **kwargs: Any) -> ScheduleDefinition:
+        """A schedule that materializes the whole pipeline (default: every day at 02:00)."""
+        schedule = ScheduleDefinition(
+            name=f"{snake_case(self.name)}_daily", job=self.asset_job, cron_schedule=cron, **kwargs
+        )
+        self.schedules.append(schedule)
+        return schedule
+
+
+def pysetl_pipeline(
+    pipeline: Pipeline | Iterable[Factory[Any]],
+    *,
+    name: str,
+    translator: PySetlTranslator | None = None,
+    externals: Sequence[Deliverable[Any]] = (),
+    io_manager_key: str = "io_manager",
+) -> PySetlPipelineDefinitions:
+    """Translate a PySetl Pipeline (or a plain list of Factories) into Dagster definitions.
+
+    Args:
+        pipeline: a `pysetl.workflow.Pipeline` with its Stages and external inputs, or
+            Factories with no Stages (ordered by their Deliveries; a cycle is an error).
+        name: the pipeline's name: asset group, job names (`<name>_assets`, `<name>_stages`).
+        translator: maps Factories to asset specs; subclass `PySetlTranslator` to customise.
+        externals: external inputs, when `pipeline` is a list of Factories.
+    """
+    if not name or snake_case(name) != name:
+        raise PySetlDefinitionError(
+            f"Pipeline name {name!r} must be snake_case (letters, digits, `_`), e.g. "
+            f"{snake_case(name) or 'retail'!r}: it names the asset group and the jobs."
+        )
+    if isinstance(pipeline, Pipeline):
+        graph = PipelineGraph.from_pipeline(pipeline, name)
+    else:
+        graph = PipelineGraph.from_factories(pipeline, name, externals)
+    translated = translate(graph, translator or PySetlTranslator())
+    assets = build_pysetl_assets(translated, io_manager_key=io_manager_key)
+    diagram = mermaid_diagram(translated)
+    description = f"PySetl pipeline `{name}`\n\n```mermaid\n{diagram}\n```"
+    metadata = {"pysetl/diagram": MetadataValue.md(f"```mermaid\n{diagram}\n```")}
+    asset_job = define_asset_job(
+        name=f"{name}_assets",
+        selection=AssetSelection.assets(*(s.key for s in translated.factory_specs.values())),
+        executor_def=in_process_executor,
+        description=description,
+        metadata=metadata,
+    )
+    stage_job = None
+    if graph.stage_indexes():
+        stage_job = build_stage_job(
+            translated,
+            name=f"{name}_stages",
+            io_manager_key=io_manager_key,
+            description=description,
+            metadata=metadata,
+        )
+    return PySetlPipelineDefinitions(
+        name=name,
+        translated=translated,
+        assets=assets,
+        asset_job=asset_job,
+        stage_job=stage_job,
+        diagram=diagram,
+    )
+
+
+def mermaid_diagram(translated: TranslatedPipeline) -> str:
+    """The pipeline as a Mermaid flowchart: externals and Factories, grouped by Stage."""
+    graph = translated.graph
+    lines = ["flowchart LR"]
+    ids: dict[object, str] = {}
+    for i, ext in enumerate(graph.externals):
+        ids[ext] = f"ext{i}"
+        lines.append(f'  ext{i}[("{ext.name}")]')
+    by_stage: dict[int | None, list[FactoryNode]] = {}
+    for node in graph.nodes:
+        by_stage.setdefault(node.stage_index, []).append(node)
+    counter = 0
+    for stage_index, nodes in by_stage.items():
+        if stage_index is not None:
+            lines.append(f'  subgraph stage{stage_index}["Stage {stage_index}"]')
+        for node in nodes:
+            ids[node] = f"f{counter}"
+            key = translated.key_of(node).to_user_string()
+            lines.append(f'    f{counter}["{node.name}<br/>{key}"]')
+            counter += 1
+        if stage_index is not None:
+            lines.append("  end")
+    for node in graph.nodes:
+        for resolved in graph.inputs[node]:
+            lines.append(f"  {ids[resolved.source]} -->|{resolved.attribute}| {ids[node]}")
+    return "\n".join(lines)
+
+
+def default_storage_path() -> str:
+    """`$PYSETL_DAGSTER_STORAGE`, else `storage/` under `$DAGSTER_HOME` (or the cwd)."""
+    explicit = os.environ.get("PYSETL_DAGSTER_STORAGE")
+    if explicit:
+        return explicit
+    return os.path.join(os.environ.get("DAGSTER_HOME", os.getcwd()), "pysetl_storage")
+
+
+def build_definitions(
+    *pipelines: PySetlPipelineDefinitions,
+    resources: Mapping[str, Any] | None = None,
+    storage_path: str | None = None,
+    spark_config: Mapping[str, Any] | None = None,
+    schedules: Sequence[ScheduleDefinition] = (),
+    sensors: Sequence[SensorDefinition] = (),
+    assets: Sequence[AssetsDefinition | AssetSpec] = (),
+    jobs: Sequence[JobDefinition | UnresolvedAssetJobDefinition] = (),
+) -> Definitions:
+    """`Definitions` for one or many pipelines, with default Spark and storage resources.
+
+    Assets shared by several pipelines (the same Factory, same key, same inputs) appear once;
+    two different definitions of one key are an error naming both pipelines.
+    """
+    merged: dict[AssetKey, tuple[str, AssetsDefinition | AssetSpec]] = {}
+    for p in pipelines:
+        for asset in p.assets:
+            keys = [asset.key] if isinstance(asset, AssetSpec) else list(asset.keys)
+            for key in keys:
+                if key not in merged:
+                    merged[key] = (p.name, asset)
+                    continue
+                other_pipeline, other = merged[key]
+                if other is asset or (
+                    isinstance(asset, AssetSpec)
+                    and isinstance(other, AssetSpec)
+                    and other.metadata == asset.metadata
+                ):
+                    continue
+                raise PySetlDefinitionError(
+                    f"Asset {key.to_user_string()!r} is defined differently by pipelines "
+                    f"{other_pipeline!r} and {p.name!r}. Give one a key_prefix "
+                    "(PySetlTranslator(key_prefix=...)) or make the Factories' inputs identical."
+                )
+    unique: list[AssetsDefinition | AssetSpec] = []
+    for _, asset in merged.values():
+        if not any(asset is u for u in unique):
+            unique.append(asset)
+
+    all_resources: dict[str, Any] = {
+        "pyspark": PySparkSessionResource(spark_config=dict(spark_config or {})),
+        "io_manager": SparkParquetIOManager(base_path=storage_path or default_storage_path()),
+    }
+    all_resources.update(resources or {})
+    all_jobs: list[JobDefinition | UnresolvedAssetJobDefinition] = []
+    for p in pipelines:
+        all_jobs.append(p.asset_job)
+        if p.stage_job is not None:
+            all_jobs.append(p.stage_job)
+    return Definitions(
+        assets=[*unique, *assets],
+        jobs=[*all_jobs, *jobs],
+        schedules=[*(s for p in pipelines for s in p.schedules), *schedules],
+        sensors=list(sensors),
+        resources=all_resources,
+        executor=in_process_executor,
+    )

@@ -1,0 +1,186 @@
+"""Running one Factory: the single code path behind both assets and Stage ops.
+
+PySetl keeps a Factory's injected inputs on the *class* (`Delivery` is a class attribute), so two
+runs in one process would share them. Here every execution works on its own shallow copy of the
+Factory with fresh, instance-level Deliveries: nothing a run injects is visible to another run,
+and nothing an earlier run (or a native `Pipeline.run()`) left on the class is read.
+
+The Spark job group and tags of the Factory's jobs are set around read/process/write and cleared
+afterwards (PySetl sets a job group and never clears it), so the Spark UI shows which asset of
+which Dagster run launched each job, and `cancel_run_jobs` can stop them.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import MetadataValue
+from pysetl.workflow import Delivery, Factory
+from pyspark.sql import DataFrame, SparkSession
+from typedspark import DataSet
+
+from .errors import PySetlFactoryError
+from .graph import FactoryNode
+
+_UNSET = object()
+
+
+class _InjectedDelivery(Delivery[Any]):
+    """A per-run Delivery. Unlike PySetl's, a falsy value (0, "", []) counts as delivered."""
+
+    _pysetl_dagster_value: Any = _UNSET
+
+    def set(self, __value: Any) -> _InjectedDelivery:
+        self._pysetl_dagster_value = __value
+        return self
+
+    def get(self) -> Any:
+        if self._pysetl_dagster_value is _UNSET:
+            return super().get()
+        return self._pysetl_dagster_value
+
+
+def _fresh_delivery(template: Delivery[Any], value: Any) -> Delivery[Any]:
+    delivery = copy.copy(template)  # keeps producer, delivery_id, consumer and __orig_class__
+    delivery.__class__ = _InjectedDelivery
+    return delivery.set(value)
+
+
+def coerce_to(payload_type: Any, value: Any) -> Any:
+    """Give a Factory the type it declared: a plain DataFrame loaded from storage becomes the
+    `DataSet[Schema]` its Delivery asks for (typedspark checks the columns on the way)."""
+    if (
+        isinstance(payload_type, type)
+        and issubclass(payload_type, DataSet)
+        and isinstance(value, DataFrame)
+        and not isinstance(value, payload_type)
+    ):
+        return payload_type(value)
+    return value
+
+
+@dataclass
+class FactoryRun:
+    """The outcome of one Factory execution."""
+
+    output: Any
+    timings: dict[str, float] = field(default_factory=dict)
+    spark_app_id: str | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            f"pysetl/{step}_s": MetadataValue.float(round(seconds, 4))
+            for step, seconds in self.timings.items()
+        }
+        if self.spark_app_id:
+            meta["spark/application_id"] = MetadataValue.text(self.spark_app_id)
+        return meta
+
+
+def spark_tags(run_id: str, asset: str) -> list[str]:
+    """Spark job tags for one Factory execution (Spark forbids commas in tags)."""
+    return [f"dagster-run-{run_id}", f"dagster-asset-{asset}".replace(",", "_")]
+
+
+@contextmanager
+def spark_job_scope(
+    spark: SparkSession | None, group_id: str, description: str, tags: list[str]
+) -> Iterator[None]:
+    """Label the Spark jobs started inside with a job group and tags; clear both afterwards."""
+    sc = _spark_context(spark)
+    if sc is None:
+        yield
+        return
+    sc.setJobGroup(group_id, description, interruptOnCancel=True)
+    for tag in tags:
+        sc.addJobTag(tag)
+    try:
+        yield
+    finally:
+        for tag in tags:
+            sc.removeJobTag(tag)
+        # SparkContext has no clearJobGroup(); unsetting the local properties is what it would do.
+        for prop in ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel"):
+            sc.setLocalProperty(prop, None)  # type: ignore[arg-type]
+
+
+def cancel_run_jobs(spark: SparkSession, run_id: str) -> None:
+    """Cancel every Spark job a Dagster run started (e.g. when the run is terminated)."""
+    sc = _spark_context(spark)
+    if sc is not None:
+        sc.cancelJobsWithTag(f"dagster-run-{run_id}")
+
+
+def _spark_context(spark: SparkSession | None) -> Any:
+    if spark is None:
+        return None
+    try:
+        return spark.sparkContext
+    except Exception:  # Spark Connect sessions have no SparkContext
+        return None
+
+
+def run_factory(
+    node: FactoryNode,
+    inputs: Mapping[str, Any],
+    *,
+    spark: SparkSession | None,
+    run_id: str,
+    asset: str,
+    config: Any = None,
+    write: bool = True,
+) -> FactoryRun:
+    """Run `read -> process -> write` on a private copy of the Factory and return `get()`.
+
+    Args:
+        inputs: Delivery attribute name -> value, for every Delivery the Factory declares.
+        config: a `dagster.Config` instance, set as `factory.config`, when the Factory declares
+            a nested `Config` class.
+        write: call the Factory's own `write()` (skipped anyway when it is not writable).
+    """
+    factory: Factory[Any] = copy.copy(node.factory)
+    for attribute, template in node.deliveries:
+        value = coerce_to(template.payload_type, inputs[attribute])
+        setattr(factory, attribute, _fresh_delivery(template, value))
+    if config is not None:
+        factory.config = config  # type: ignore[attr-defined]
+
+    timings: dict[str, float] = {}
+    step = "read"
+    tags = spark_tags(run_id, asset)
+    try:
+        with spark_job_scope(spark, f"{asset}:{run_id}", f"pysetl {node.name}", tags):
+            start = time.perf_counter()
+            factory.read()
+            timings["read"] = time.perf_counter() - start
+            step = "process"
+            start = time.perf_counter()
+            factory.process()
+            timings["process"] = time.perf_counter() - start
+            if write and factory.is_writable:
+                step = "write"
+                start = time.perf_counter()
+                factory.write()
+                timings["write"] = time.perf_counter() - start
+            step = "get"
+            output = factory.get()
+    except Exception as exc:
+        raise PySetlFactoryError(
+            f"Factory {node.name} (asset {asset}) failed in {step}(): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if output is None:
+        raise PySetlFactoryError(
+            f"Factory {node.name} (asset {asset}) returned None from get(). Store the result "
+            "of process() on the instance and return it from get()."
+        )
+    app_id = None
+    sc = _spark_context(spark)
+    if sc is not None:
+        app_id = sc.applicationId
+    return FactoryRun(output=output, timings=timings, spark_app_id=app_id)
