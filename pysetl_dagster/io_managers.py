@@ -81,9 +81,10 @@ class SparkParquetIOManager(ConfigurableIOManager):
             )
         return location / manifest["version"]
 
-    def _output_location(self, context: OutputContext) -> tuple[Path, AssetKey | None]:
+    def _output_location(
+        self, context: OutputContext, partition: str | None = None
+    ) -> tuple[Path, AssetKey | None]:
         key = _asset_key_of_output(context)
-        partition = context.partition_key if context.has_partition_key else None
         if key is not None:
             return self.asset_dir(key, partition), key
         run_dir = Path(self.base_path, "_runs", context.run_id, context.step_key, context.name)
@@ -94,7 +95,8 @@ class SparkParquetIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        location, op_asset_key = self._output_location(context)
+        partition = context.partition_key if context.has_partition_key else None
+        location, op_asset_key = self._output_location(context, partition)
         version = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         target = location / version
         location.mkdir(parents=True, exist_ok=True)
@@ -117,7 +119,10 @@ class SparkParquetIOManager(ConfigurableIOManager):
         context.add_output_metadata(metadata)
         if op_asset_key is not None and not context.has_asset_key:
             # A Stage op stores a Factory's output as its asset: record it, after the write.
-            context.log_event(AssetMaterialization(asset_key=op_asset_key, metadata=metadata))
+            run_metadata = dict(context.output_metadata or {})
+            context.log_event(
+                AssetMaterialization(asset_key=op_asset_key, metadata={**run_metadata, **metadata})
+            )
 
     def load_input(self, context: InputContext) -> Any:
         if context.has_asset_key:

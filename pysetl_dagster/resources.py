@@ -9,6 +9,8 @@ a long-lived process (tests, notebooks, a sensor evaluating in-process) keeps on
 from __future__ import annotations
 
 import atexit
+import os
+import shutil
 import threading
 from typing import Any
 
@@ -51,6 +53,8 @@ class PySparkSessionResource(LazyPySparkResource):
     def _init_session(self) -> None:
         if self._spark_session is not None:
             return
+        if not self.remote:
+            _require_java()
         conf: dict[str, Any] = {"spark.app.name": self.app_name}
         if self.remote:
             conf["spark.remote"] = self.remote
@@ -66,6 +70,22 @@ class PySparkSessionResource(LazyPySparkResource):
         self._init_session()
         assert self._spark_session is not None
         return self._spark_session
+
+
+def _require_java() -> None:
+    """Spark without Java fails with a long gateway traceback; say what to do instead."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and os.access(os.path.join(java_home, "bin", "java"), os.X_OK):
+        return
+    if shutil.which("java") is None:
+        raise PySetlSparkError(
+            "Spark needs Java 17 and 'java' is not on PATH (and JAVA_HOME is not set): install "
+            "it (e.g. 'apt-get install openjdk-17-jre-headless') or set JAVA_HOME."
+        )
+
+
+class PySetlSparkError(RuntimeError):
+    """The SparkSession cannot start."""
 
 
 def _register_stop_hook() -> None:

@@ -90,7 +90,7 @@ class PySetlTranslator:
             metadata["pysetl/delivery_id"] = MetadataValue.text(node.delivery_id)
         schema = table_schema_of(node.payload_type)
         if schema is not None:
-            metadata["dagster/column_schema"] = schema
+            metadata["dagster/column_schema"] = MetadataValue.table_schema(schema)
         return AssetSpec(
             key=AssetKey([*self.key_prefix, snake_case(node.name)]),
             deps=data.upstream_keys,
@@ -164,7 +164,9 @@ def factory_code_version(factory_type: type) -> str:
     """
     digest = hashlib.sha256()
     for klass in type.mro(factory_type):
-        if klass.__module__.startswith(("pysetl.", "typing", "abc", "builtins")):
+        if klass is object or klass.__module__ in {"typing", "abc"} or klass.__module__.startswith(
+            "pysetl."
+        ):
             continue
         digest.update(klass.__qualname__.encode())
         for attr, value in sorted(vars(klass).items()):

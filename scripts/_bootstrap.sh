@@ -1,0 +1,48 @@
+# Sourced by scripts/dev and scripts/test: checks the machine, creates .venv, installs the
+# project (again only when pyproject.toml changed), and sets a project-local DAGSTER_HOME.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+die() { echo "error: $*" >&2; exit 1; }
+
+PYTHON="${PYTHON:-}"
+if [[ -z "$PYTHON" ]]; then
+  for candidate in python3.11 python3.12 python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1; then PYTHON="$candidate"; break; fi
+  done
+fi
+[[ -n "$PYTHON" ]] || die "Python 3.11 is required and none was found: install Python 3.11 (or set PYTHON=/path/to/python3.11)."
+PYVER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+case "$PYVER" in
+  3.11|3.12) ;;
+  *) die "Python 3.11 is required but $PYTHON is $PYVER: install Python 3.11 (or set PYTHON=/path/to/python3.11)." ;;
+esac
+
+if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA="$(command -v java || true)"; fi
+[[ -n "$JAVA" ]] || die "Java 17 is required by Spark and 'java' was not found: install it (e.g. 'apt-get install openjdk-17-jre-headless') or set JAVA_HOME."
+JAVA_MAJOR="$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+[[ -n "$JAVA_MAJOR" && "$JAVA_MAJOR" -ge 17 ]] || die "Java 17 or newer is required by Spark 4 but $JAVA is version ${JAVA_MAJOR:-unknown}: install Java 17 or point JAVA_HOME at it."
+
+VENV="$ROOT/.venv"
+STAMP="$VENV/.pysetl-dagster-installed"
+WANT="$(cat pyproject.toml | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "Creating $VENV with $PYTHON ($PYVER)..."
+  "$PYTHON" -m venv "$VENV" || die "could not create a virtualenv with $PYTHON: install the venv module (e.g. 'apt-get install python3.11-venv')."
+fi
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
+  echo "Installing pysetl-dagster and its pinned dependencies into .venv (first run takes a few minutes)..."
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+  "$VENV/bin/python" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import pysetl_dagster, dagster, pyspark, pysetl" \
+    || die "installing dependencies failed (see pip's output above)."
+  echo "$WANT" > "$STAMP"
+fi
+
+export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
+mkdir -p "$DAGSTER_HOME"
+[[ -f "$DAGSTER_HOME/dagster.yaml" ]] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
+export PATH="$VENV/bin:$PATH"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYSPARK_PYTHON="$VENV/bin/python"

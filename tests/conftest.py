@@ -1,0 +1,74 @@
+"""One real SparkSession (local[2]) for the whole test session, and fresh Dagster resources."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("pysetl-dagster-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Path:
+    return tmp_path / "storage"
+
+
+@pytest.fixture
+def resources(spark: SparkSession, storage: Path) -> dict[str, Any]:
+    """The resources a run needs; the Spark resource reuses the test session (getOrCreate)."""
+    return {
+        "pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False),
+        "io_manager": SparkParquetIOManager(base_path=str(storage)),
+    }
+
+
+def assert_same_data(actual: DataFrame, expected: DataFrame) -> None:
+    """Same columns, types and rows (as a multiset); nullability may differ after Parquet."""
+    assert [(f.name, f.dataType) for f in actual.schema.fields] == [
+        (f.name, f.dataType) for f in expected.schema.fields
+    ]
+    assert actual.count() == expected.count()
+    assert actual.exceptAll(expected).count() == 0
+    assert expected.exceptAll(actual).count() == 0
+
+
+@pytest.fixture(scope="session")
+def native_outputs(spark: SparkSession) -> dict[str, DataFrame]:
+    """Every Factory's output from a plain PySetl `Pipeline.run()` of the example, by asset key.
+
+    Checkpointed, so what later runs do to the Factory classes cannot change it.
+    """
+    import definitions
+    from definitions.retail.pipeline import FACTORIES, build_pipeline
+
+    pipeline = build_pipeline().run()
+    return {
+        definitions.retail.asset_key(f).to_user_string(): pipeline.get_output(f).localCheckpoint()
+        for f in FACTORIES
+    }
