@@ -5,7 +5,6 @@ can run: what is not selected is read from storage), runs the Factory through `r
 (the same path Stage ops use), and returns `get()` for the IO manager to persist.
 """
 
-
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +111,9 @@ _ASSET_CACHE: dict[tuple[Any, ...], AssetsDefinition] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _cache_key(translated: TranslatedPipeline, node: FactoryNode, io_manager_key: str) -> tuple[Any, ...]:
+def _cache_key(
+    translated: TranslatedPipeline, node: FactoryNode, io_manager_key: str
+) -> tuple[Any, ...]:
     spec = translated.factory_specs[node]
     externals = tuple(
         (attr, type(value), repr(value))

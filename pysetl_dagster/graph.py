@@ -14,12 +14,13 @@ import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, get_origin
 
 from pysetl.utils import pretty
 from pysetl.workflow import Deliverable, Delivery, Factory, Pipeline
 from pysetl.workflow.delivery_type import DeliveryType
 from pysetl.workflow.external import External
+from typedspark import DataSet
 
 from .errors import PySetlDefinitionError
 
@@ -123,6 +124,18 @@ class ResolvedInput:
         return self.delivery.payload_type
 
 
+def type_identity(tp: Any) -> Any:
+    """A hashable stand-in for a payload type, equal whenever PySetl's `DeliveryType` says the
+    types are equal (used to index producers; `DeliveryType` still has the last word)."""
+    origin = get_origin(tp)
+    if origin is not None:
+        return ("generic", origin)
+    schema = getattr(tp, "_schema_annotations", None)
+    if schema is not None and isinstance(tp, type) and issubclass(tp, DataSet):
+        return ("dataset", id(schema))
+    return ("type", id(tp))
+
+
 def output_type_of(factory_type: type[Factory[Any]]) -> Any:
     """The Factory's declared output type, or a load-time error saying how to declare it."""
     try:
@@ -184,37 +197,43 @@ class PipelineGraph:
     # -- resolution ------------------------------------------------------------------------
 
     def _resolve(self) -> None:
-        for node in self.nodes:
-            node.payload_type  # noqa: B018  (fails early, naming the Factory, if untyped)
+        self._by_type: dict[tuple[Any, str], list[Source]] = {}
+        sources: list[Source] = [*self.externals, *self.nodes]
+        for source in sources:  # an untyped Factory fails here, by name
+            key = (type_identity(source.payload_type), source.delivery_id)
+            self._by_type.setdefault(key, []).append(source)
         for node in self.nodes:
             self.inputs[node] = tuple(
                 ResolvedInput(attribute, delivery, self._resolve_one(node, attribute, delivery))
                 for attribute, delivery in node.deliveries
             )
 
-    def _pool(self, consumer: FactoryNode) -> list[Source]:
-        """What PySetl's Dispatcher holds when `consumer` runs."""
-        earlier: list[Source] = [
-            n
-            for n in self.nodes
-            if n is not consumer
-            and (
-                consumer.stage_index is None
-                or (n.stage_index is not None and n.stage_index < consumer.stage_index)
-            )
+    def _matching(self, delivery: Delivery[Any]) -> list[Source]:
+        """Sources whose payload type and delivery_id match the Delivery (PySetl's first test)."""
+        key = (type_identity(delivery.payload_type), delivery.delivery_id)
+        return [
+            s
+            for s in self._by_type.get(key, [])
+            if DeliveryType(s.payload_type) == DeliveryType(delivery.payload_type)
         ]
-        return [*self.externals, *earlier]
 
     @staticmethod
-    def _matches(source: Source, delivery: Delivery[Any]) -> bool:
-        return (
-            DeliveryType(source.payload_type) == DeliveryType(delivery.payload_type)
-            and source.delivery_id == delivery.delivery_id
-        )
+    def _runs_before(source: Source, consumer: FactoryNode) -> bool:
+        """Whether PySetl's Dispatcher holds `source` when `consumer` runs."""
+        if isinstance(source, ExternalInput):
+            return True
+        if source is consumer:
+            return False
+        if consumer.stage_index is None:
+            return True
+        return source.stage_index is not None and source.stage_index < consumer.stage_index
 
-    def _resolve_one(self, consumer: FactoryNode, attribute: str, delivery: Delivery[Any]) -> Source:
+    def _resolve_one(
+        self, consumer: FactoryNode, attribute: str, delivery: Delivery[Any]
+    ) -> Source:
         label = _delivery_label(consumer, attribute, delivery)
-        candidates = [s for s in self._pool(consumer) if self._matches(s, delivery)]
+        matching = self._matching(delivery)
+        candidates = [s for s in matching if self._runs_before(s, consumer)]
         if len(candidates) == 1:
             (only,) = candidates
             if only.consumers and consumer.factory_type not in only.consumers:
@@ -239,9 +258,7 @@ class PipelineGraph:
                 f"producing Factory), or list {consumer.name} in exactly one producer's "
                 f"`consumers`."
             )
-        later = [
-            n for n in self.nodes if n is not consumer and self._matches(n, delivery)
-        ]
+        later = [s for s in matching if isinstance(s, FactoryNode) and s is not consumer]
         if later:
             where = ", ".join(f"{n.name} (stage {n.stage_index})" for n in later)
             raise PySetlDefinitionError(

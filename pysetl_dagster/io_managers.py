@@ -113,7 +113,9 @@ class SparkParquetIOManager(ConfigurableIOManager):
             target.mkdir()
             with open(target / "value.pickle", "wb") as fh:
                 pickle.dump(obj, fh)
-        self._switch_manifest(location, {"version": version, "format": fmt, "run_id": context.run_id})
+        self._switch_manifest(
+            location, {"version": version, "format": fmt, "run_id": context.run_id}
+        )
         self._prune(location, keep=version)
         metadata["pysetl/storage_version"] = MetadataValue.text(version)
         context.add_output_metadata(metadata)

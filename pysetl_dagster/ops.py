@@ -6,7 +6,6 @@ Outputs are stored as the Factories' assets (see `ASSET_KEY_METADATA`), and a ma
 is recorded for each after it was written, so the asset graph shows Stage-job runs too.
 """
 
-
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,6 @@ from dagster import (
     GraphDefinition,
     In,
     JobDefinition,
-    MetadataValue,
     OpDefinition,
     OpExecutionContext,
     Out,
@@ -94,7 +92,9 @@ def _stage_op(
                 asset=key.to_user_string(),
                 config=config,
             )
-            yield Output(run.output, output_name=key.to_python_identifier(), metadata=run.metadata())
+            yield Output(
+                run.output, output_name=key.to_python_identifier(), metadata=run.metadata()
+            )
 
     stage_op = op(
         name=op_name,
@@ -142,5 +142,5 @@ def build_stage_job(
         name=name, node_defs=op_defs, dependencies=dependencies, description=description
     ).to_job(
         executor_def=in_process_executor,
-        metadata={k: v if isinstance(v, MetadataValue) else v for k, v in (metadata or {}).items()},
+        metadata=dict(metadata or {}),
     )

@@ -2,8 +2,8 @@
 
 Built on dagster-pyspark's `LazyPySparkResource`: nothing starts while definitions load; the
 session starts when a run initialises its resources, and `getOrCreate` makes every step of an
-in-process run, and the IO manager, share it. It is stopped when the process exits, not after each run, so
-a long-lived process (tests, notebooks, a sensor evaluating in-process) keeps one JVM.
+in-process run, and the IO manager, share it. It is stopped when the process exits, not after
+each run, so a long-lived process (tests, notebooks) keeps one JVM.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class PySparkSessionResource(LazyPySparkResource):
     """
 
     spark_config: dict[str, Any] = Field(
-        default_factory=dict, description="Spark properties, e.g. {'spark.sql.shuffle.partitions': 8}."
+        default_factory=dict,
+        description="Spark properties, e.g. {'spark.sql.shuffle.partitions': 8}.",
     )
     master: str | None = Field(default="local[*]", description="spark.master; None keeps Spark's.")
     app_name: str = Field(default="pysetl-dagster", description="spark.app.name")

@@ -171,8 +171,7 @@ def run_factory(
             output = factory.get()
     except Exception as exc:
         raise PySetlFactoryError(
-            f"Factory {node.name} (asset {asset}) failed in {step}(): "
-            f"{type(exc).__name__}: {exc}"
+            f"Factory {node.name} (asset {asset}) failed in {step}(): {type(exc).__name__}: {exc}"
         ) from exc
     if output is None:
         raise PySetlFactoryError(

@@ -164,8 +164,10 @@ def factory_code_version(factory_type: type) -> str:
     """
     digest = hashlib.sha256()
     for klass in type.mro(factory_type):
-        if klass is object or klass.__module__ in {"typing", "abc"} or klass.__module__.startswith(
-            "pysetl."
+        if (
+            klass is object
+            or klass.__module__ in {"typing", "abc"}
+            or klass.__module__.startswith("pysetl.")
         ):
             continue
         digest.update(klass.__qualname__.encode())

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import dagster as dg
+from pysetl.workflow import Delivery, Factory, Pipeline, Stage
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType
-from pysetl.workflow import Delivery, Factory, Pipeline, Stage
 from typedspark import Column, DataSet, Schema
-from typing_extensions import Self
 
 
 class NumberRow(Schema):
@@ -29,7 +28,7 @@ class TotalRow(Schema):
 
 # Called at the start of Doubled.read(), after its Delivery was injected: tests use it to
 # hold two concurrent runs at the same point.
-READ_HOOKS: list[Callable[[], None]] = []
+READ_HOOKS: list[Callable[[], object]] = []
 
 
 class Numbers(Factory[DataSet[NumberRow]]):

@@ -33,7 +33,12 @@ def _dagster(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     dagster = str(Path(sys.executable).with_name("dagster"))
     result = subprocess.run(
         [dagster, *args, "-m", "definitions"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,9 @@ def _stored(resources: dict[str, Any], key: str) -> DataFrame:
     return SparkSession.builder.getOrCreate().read.parquet(str(path))
 
 
-def _spark_app_ids(events: list[dg.DagsterEvent]) -> set[str]:
+def _spark_app_ids(events: Sequence[dg.DagsterEvent]) -> set[str]:
     return {
-        e.step_materialization_data.materialization.metadata["spark/application_id"].value
+        str(e.step_materialization_data.materialization.metadata["spark/application_id"].value)
         for e in events
         if e.is_step_materialization
     }
@@ -38,7 +39,8 @@ def test_materialize_equals_native_run(
         assert_same_data(_stored(resources, key), expected)
     # every materialization carries the metadata the UI shows
     event = next(
-        e for e in result.get_asset_materialization_events()
+        e
+        for e in result.get_asset_materialization_events()
         if e.asset_key.to_user_string() == "enriched_orders"
     )
     meta = event.materialization.metadata
@@ -57,7 +59,9 @@ def test_subset_runs_only_the_selected_factory(
         key: resources["io_manager"].current_version_path(dg.AssetKey([key]))
         for key in ("enriched_orders", "top_products")
     }
-    result = dg.materialize(definitions.retail.assets, resources=resources, selection="top_products")
+    result = dg.materialize(
+        definitions.retail.assets, resources=resources, selection="top_products"
+    )
     assert result.success
     assert [e.asset_key for e in result.get_asset_materialization_events()] == [
         dg.AssetKey("top_products")
@@ -72,7 +76,9 @@ def test_subset_runs_only_the_selected_factory(
 
 def test_subset_without_stored_upstream_names_the_missing_asset(resources: dict[str, Any]) -> None:
     result = dg.materialize(
-        definitions.retail.assets, resources=resources, selection="top_products",
+        definitions.retail.assets,
+        resources=resources,
+        selection="top_products",
         raise_on_error=False,
     )
     assert not result.success

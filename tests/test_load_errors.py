@@ -7,12 +7,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import dagster as dg
 import pytest
 from pysetl.workflow import Deliverable, Delivery, Factory, Pipeline, Stage
-from typing_extensions import Self
 
 from pysetl_dagster import PySetlDefinitionError, PySetlTranslator, pysetl_pipeline
 from tests.numbers_pipeline import Numbers
@@ -71,32 +70,49 @@ def _pipeline(*stages: list[Factory[Any]]) -> Pipeline:
 
 
 def test_factory_without_type_parameter() -> None:
-    with pytest.raises(PySetlDefinitionError, match=r"Factory Untyped has no type parameter.*Factory\[DataSet"):
+    with pytest.raises(
+        PySetlDefinitionError, match=r"Factory Untyped has no type parameter.*Factory\[DataSet"
+    ):
         pysetl_pipeline(_pipeline([Untyped()]), name="p")
 
 
 def test_delivery_no_factory_produces() -> None:
-    with pytest.raises(PySetlDefinitionError, match=r"NeedsStr\.text \(Delivery\[str\]\).*no Factory.*set_input_from_deliverable"):
+    with pytest.raises(
+        PySetlDefinitionError,
+        match=r"NeedsStr\.text \(Delivery\[str\]\).*no Factory.*set_input_from_deliverable",
+    ):
         pysetl_pipeline(_pipeline([MakesInt()], [NeedsStr()]), name="p")
 
 
 def test_ambiguous_delivery() -> None:
-    with pytest.raises(PySetlDefinitionError, match=r"NeedsInt\.number .* is ambiguous: 2 producers.*MakesInt.*AlsoMakesInt.*producer="):
+    with pytest.raises(
+        PySetlDefinitionError,
+        match=r"NeedsInt\.number .* is ambiguous: 2 producers.*MakesInt.*AlsoMakesInt.*producer=",
+    ):
         pysetl_pipeline(_pipeline([MakesInt(), AlsoMakesInt()], [NeedsInt()]), name="p")
 
 
 def test_producer_in_a_later_stage() -> None:
-    with pytest.raises(PySetlDefinitionError, match=r"NeedsInt\.number .* produced by MakesInt \(stage 1\).*earlier Stage"):
+    with pytest.raises(
+        PySetlDefinitionError,
+        match=r"NeedsInt\.number .* produced by MakesInt \(stage 1\).*earlier Stage",
+    ):
         pysetl_pipeline(_pipeline([NeedsInt()], [MakesInt()]), name="p")
 
 
 def test_cycle() -> None:
-    with pytest.raises(PySetlDefinitionError, match=r"Cycle between Factories: (Ping -> Pong -> Ping|Pong -> Ping -> Pong)"):
+    with pytest.raises(
+        PySetlDefinitionError,
+        match=r"Cycle between Factories: (Ping -> Pong -> Ping|Pong -> Ping -> Pong)",
+    ):
         pysetl_pipeline([Ping(), Pong()], name="p")
 
 
 def test_two_factories_one_key() -> None:
-    with pytest.raises(PySetlDefinitionError, match=r"Factory MakesInt and Factory MakesInt both map to asset key 'makes_int'"):
+    with pytest.raises(
+        PySetlDefinitionError,
+        match=r"Factory MakesInt and Factory MakesInt both map to asset key 'makes_int'",
+    ):
         pysetl_pipeline(_pipeline([MakesInt()], [MakesInt()]), name="p")
 
 
@@ -105,7 +121,10 @@ def test_invalid_asset_key_characters() -> None:
         def get_asset_spec(self, data: Any) -> dg.AssetSpec:
             return super().get_asset_spec(data).replace_attributes(key=dg.AssetKey(["my numbers"]))
 
-    with pytest.raises(PySetlDefinitionError, match=r"Factory Numbers maps to asset key 'my numbers'.*get_asset_spec"):
+    with pytest.raises(
+        PySetlDefinitionError,
+        match=r"Factory Numbers maps to asset key 'my numbers'.*get_asset_spec",
+    ):
         pysetl_pipeline(_pipeline([Numbers()]), name="p", translator=Spaces())
 
 
@@ -133,16 +152,19 @@ def test_code_server_reports_the_error_not_a_bare_traceback(tmp_path: Path) -> N
                 def write(self): return self
                 def get(self): return 1
 
-            defs = build_definitions(
-                pysetl_pipeline(Pipeline().add_stage(Stage().add_factory(NeedsText())), name="broken")
-            )
+            pipeline = Pipeline().add_stage(Stage().add_factory(NeedsText()))
+            defs = build_definitions(pysetl_pipeline(pipeline, name="broken"))
             """
         )
     )
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "PYTHONPATH": os.getcwd()}
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-f", str(module)],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0

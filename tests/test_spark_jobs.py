@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-from pyspark.sql import SparkSession
 from pysetl.workflow import Pipeline, Stage
+from pyspark.sql import SparkSession
 
 from pysetl_dagster import pysetl_pipeline, spark_job_scope
-from tests.numbers_pipeline import Numbers, numbers_config
+from tests.numbers_pipeline import Numbers
 
 
 def test_job_group_and_tags_are_set_then_cleared(spark: SparkSession) -> None:
@@ -39,4 +39,3 @@ def test_a_run_labels_its_jobs_with_run_and_asset(
     group = f"counted:{result.run_id}"
     assert spark.sparkContext.statusTracker().getJobIdsForGroup(group)
     assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None
-    assert numbers_config  # same config shape as the numbers pipeline

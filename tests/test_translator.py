@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+from typing import Any, Self
 
 import dagster as dg
 from pysetl.workflow import Deliverable, Delivery, Factory, Pipeline, Stage
-from typing_extensions import Self
 
 from definitions.retail import factories as retail
 from definitions.retail.pipeline import build_pipeline
 from pysetl_dagster import (
-    build_definitions,
     PySetlFactoryData,
     PySetlTranslator,
+    build_definitions,
     factory_code_version,
     pysetl_pipeline,
 )
@@ -48,7 +47,10 @@ def test_example_keys_groups_and_deps_follow_pysetl_dispatch() -> None:
 def test_column_schema_comes_from_the_typedspark_schema() -> None:
     specs = _specs(pysetl_pipeline(build_numbers_pipeline(), name="numbers"))
     schema = specs["doubled"].metadata["dagster/column_schema"].schema
-    assert [(c.name, c.type) for c in schema.columns] == [("value", "bigint"), ("doubled", "bigint")]
+    assert [(c.name, c.type) for c in schema.columns] == [
+        ("value", "bigint"),
+        ("doubled", "bigint"),
+    ]
 
 
 def test_key_prefix_and_overridden_translator() -> None:
@@ -56,7 +58,9 @@ def test_key_prefix_and_overridden_translator() -> None:
         def get_asset_spec(self, data: Any) -> dg.AssetSpec:
             spec = super().get_asset_spec(data)
             if isinstance(data, PySetlFactoryData) and data.factory_type is Total:
-                return spec.replace_attributes(key=dg.AssetKey([*spec.key.path[:-1], "grand_total"]))
+                return spec.replace_attributes(
+                    key=dg.AssetKey([*spec.key.path[:-1], "grand_total"])
+                )
             return spec.merge_attributes(owners=["team:data@example.com"])
 
     p = pysetl_pipeline(
@@ -67,23 +71,27 @@ def test_key_prefix_and_overridden_translator() -> None:
     assert specs["wh/doubled"].owners == ["team:data@example.com"]
     # deps follow the translator's keys, and the asset is built from them
     assert [d.asset_key for d in specs["wh/grand_total"].deps] == [dg.AssetKey(["wh", "doubled"])]
-    build_definitions(p, storage_path='unused').resolve_asset_graph()
+    build_definitions(p, storage_path="unused").resolve_asset_graph()
 
 
 def _factory_from_source(body: str) -> type:
     namespace: dict[str, Any] = {}
-    source = textwrap.dedent(
-        """
+    source = (
+        textwrap.dedent(
+            """
         from pysetl.workflow import Factory
         class Versioned(Factory[int]):
             def read(self): return self
             def process(self):
         """
-    ) + textwrap.indent(textwrap.dedent(body), " " * 8) + textwrap.dedent(
-        """
+        )
+        + textwrap.indent(textwrap.dedent(body), " " * 8)
+        + textwrap.dedent(
+            """
             def write(self): return self
             def get(self): return self.out
         """
+        )
     )
     exec(compile(source, "<versioned>", "exec"), namespace)
     return namespace["Versioned"]
@@ -100,10 +108,17 @@ def test_code_version_changes_with_the_factory_code_only() -> None:
 
 def test_dispatcher_rules_delivery_id_producer_and_consumers() -> None:
     class A(Factory[int]):
-        def read(self) -> Self: return self  # noqa: E704
-        def process(self) -> Self: return self  # noqa: E704
-        def write(self) -> Self: return self  # noqa: E704
-        def get(self) -> int: return 1  # noqa: E704
+        def read(self) -> Self:
+            return self
+
+        def process(self) -> Self:
+            return self
+
+        def write(self) -> Self:
+            return self
+
+        def get(self) -> int:
+            return 1
 
     class B(A):
         delivery_id = "b"
@@ -125,18 +140,14 @@ def test_dispatcher_rules_delivery_id_producer_and_consumers() -> None:
 
     pipeline = (
         Pipeline()
-        .set_input_from_deliverable(
-            Deliverable[int](5, delivery_id="r", consumers={UsesReserved})
-        )
+        .set_input_from_deliverable(Deliverable[int](5, delivery_id="r", consumers={UsesReserved}))
         .add_stage(Stage().add_factory(B()).add_factory(C()))
         .add_stage(
             Stage().add_factory(UsesId()).add_factory(UsesProducer()).add_factory(UsesReserved())
         )
     )
     p = pysetl_pipeline(pipeline, name="rules")
-    deps = {
-        k: [d.asset_key.to_user_string() for d in s.deps] for k, s in _specs(p).items()
-    }
+    deps = {k: [d.asset_key.to_user_string() for d in s.deps] for k, s in _specs(p).items()}
     assert deps["uses_id"] == ["b"]
     assert deps["uses_producer"] == ["c"]
     assert deps["uses_reserved"] == ["r"]

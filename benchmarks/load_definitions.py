@@ -1,0 +1,106 @@
+"""How long 100 and 1,000 Factories take to become loaded Dagster definitions.
+
+Generates synthetic PySetl pipelines (10 Stages; each Factory consumes one or two Factories of
+the Stage before), then times, after all imports: translating the pipeline, building
+`Definitions`, and loading them as `dagster definitions validate` does (resolved asset graph
+and jobs). Prints one JSON object per size; the last line is the largest size.
+
+    .venv/bin/python benchmarks/load_definitions.py [--sizes 100 1000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import dagster as dg
+from pysetl.workflow import Delivery, Factory, Pipeline, Stage
+
+from pysetl_dagster import build_definitions, pysetl_pipeline
+
+# Generic classes subscripted with types made at run time (mypy can't follow those).
+DeliveryOf: Any = Delivery
+FactoryOf: Any = Factory
+
+
+def _methods() -> dict[str, Any]:
+    def read(self: Any) -> Any:
+        return self
+
+    def process(self: Any) -> Any:
+        self.out = self.__class__.__name__
+        return self
+
+    def write(self: Any) -> Any:
+        return self
+
+    def get(self: Any) -> Any:
+        return self.out
+
+    return {"read": read, "process": process, "write": write, "get": get}
+
+
+def _filler(namespace: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    return lambda ns: ns.update(namespace)
+
+
+def synthetic_pipeline(n_factories: int, n_stages: int = 10) -> Pipeline:
+    """`n_factories` Factories with distinct output types, wired stage to stage."""
+    per_stage = max(1, n_factories // n_stages)
+    outputs = [types.new_class(f"Out{i}") for i in range(n_factories)]
+    pipeline = Pipeline()
+    stage = Stage()
+    for i in range(n_factories):
+        stage_index, position = divmod(i, per_stage)
+        namespace: dict[str, Any] = {"__doc__": f"Synthetic factory {i}.", **_methods()}
+        if stage_index > 0:
+            previous = (stage_index - 1) * per_stage
+            namespace["first"] = DeliveryOf[outputs[previous + position]]()
+            if position + 1 < per_stage:
+                namespace["second"] = DeliveryOf[outputs[previous + position + 1]]()
+        factory_type: Any = types.new_class(
+            f"Factory{i}", (FactoryOf[outputs[i]],), {}, _filler(namespace)
+        )
+        factory_type.__module__ = __name__
+        stage.add_factory(factory_type())
+        if position == per_stage - 1 or i == n_factories - 1:
+            pipeline.add_stage(stage)
+            stage = Stage()
+    return pipeline
+
+
+def load_seconds(n_factories: int) -> float:
+    pipeline = synthetic_pipeline(n_factories)  # the user's code: not timed
+    start = time.perf_counter()
+    defs = build_definitions(
+        pysetl_pipeline(pipeline, name=f"synthetic_{n_factories}"), storage_path="/tmp/unused"
+    )
+    dg.Definitions.validate_loadable(defs)
+    defs.resolve_asset_graph()
+    defs.resolve_all_job_defs()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    load_seconds(10)  # warm imports and caches the first call pays
+    for size in args.sizes:
+        times = [load_seconds(size) for _ in range(args.repeat)]
+        print(json.dumps({"factories": size, "load_s": round(statistics.median(times), 3),
+                          "runs_s": [round(t, 3) for t in times]}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

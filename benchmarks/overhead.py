@@ -1,0 +1,169 @@
+"""Dagster's overhead over plain PySetl on the example pipeline, measured side by side.
+
+In one process with one warm SparkSession, alternately:
+  native  - `build_pipeline(data).run()`, then each Factory's output written to Parquet by this
+            script (the example's Factories' own `write()` is a no-op). PySetl hands lazy
+            DataFrames downstream, so each write recomputes its whole lineage from the CSVs;
+  native_persisted - PySetl's Stages and Dispatcher, each output written once and read back
+            by its consumers: Dagster's work without Dagster (the pure-overhead baseline);
+  dagster - `materialize()` of all the pipeline's assets (SQLite instance, in-process executor,
+            the Parquet IO manager writes each output once).
+Both compute and persist every Factory's output exactly once per round. Generated data (about a
+million orders by default) makes Spark work dominate. The last line printed is one JSON object:
+{"native_s", "dagster_s", "ratio" (dagster/native), "native_persisted_s",
+"ratio_vs_persisted", "jvms_per_run", ...} (medians over the counted rounds).
+
+    .venv/bin/python benchmarks/overhead.py [--orders 1000000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import dagster as dg  # noqa: E402
+from pysetl.workflow import Deliverable  # noqa: E402
+from pyspark.sql import SparkSession  # noqa: E402
+
+from definitions.retail.datagen import generate_data  # noqa: E402
+from definitions.retail.pipeline import FACTORIES, build_pipeline  # noqa: E402
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
+
+
+def java_children() -> int:
+    """JVMs started by this process (Spark's driver runs as a child `java` process)."""
+    me, count = os.getpid(), 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "java" and int(stat.rsplit(")", 1)[1].split()[1]) == me:
+            count += 1
+    return count
+
+
+def ensure_data(spark: SparkSession, orders: int) -> Path:
+    data = ROOT / "benchmarks" / ".data" / f"orders_{orders}"
+    if not (data / "_complete").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        generate_data(spark, data, n_orders=orders, n_customers=max(1000, orders // 20),
+                      n_products=max(100, orders // 1000))  # fmt: skip
+        (data / "_complete").touch()
+    return data
+
+
+def run_native(data: Path, out: Path) -> float:
+    start = time.perf_counter()
+    pipeline = build_pipeline(data).run()
+    for factory in FACTORIES:
+        output = pipeline.get_output(factory)
+        assert output is not None, factory
+        output.write.parquet(str(out / factory.__name__))
+    return time.perf_counter() - start
+
+
+def run_native_persisted(data: Path, out: Path) -> float:
+    """PySetl's own Stages and Dispatcher, but each output is written once and downstream
+    Factories read it back: the work Dagster does, without Dagster (pure orchestration cost)."""
+    spark = SparkSession.builder.getOrCreate()
+    start = time.perf_counter()
+    pipeline = build_pipeline(data)
+    dispatcher = pipeline.dispatcher
+    for stage in pipeline.stages:
+        for factory in stage.factories:
+            dispatcher.dispatch(factory)
+        for factory in stage.factories:
+            factory.read().process().write()
+            path = str(out / type(factory).__name__)
+            output = factory.get()
+            assert output is not None, factory
+            output.write.parquet(path)
+            output_type = factory.delivery_type().tp
+            dispatcher.add_deliverable(
+                Deliverable[output_type](  # type: ignore[valid-type]
+                    output_type(spark.read.parquet(path)),
+                    producer=type(factory), consumers=factory.consumers,
+                    delivery_id=factory.delivery_id,
+                )
+            )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def run_dagster(data: Path, out: Path, instance: dg.DagsterInstance) -> tuple[float, set[str]]:
+    start = time.perf_counter()
+    assets = pysetl_pipeline(build_pipeline(data), name="retail").assets
+    result = dg.materialize(
+        assets,
+        instance=instance,
+        resources={
+            "pyspark": PySparkSessionResource(stop_at_exit=False),
+            "io_manager": SparkParquetIOManager(base_path=str(out)),
+        },
+    )
+    elapsed = time.perf_counter() - start
+    assert result.success
+    app_ids = {
+        str(e.materialization.metadata["spark/application_id"].value)
+        for e in result.get_asset_materialization_events()
+        if e.materialization
+    }
+    return elapsed, app_ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    data = ensure_data(spark, args.orders)
+    native_s: list[float] = []
+    persisted_s: list[float] = []
+    dagster_s: list[float] = []
+    app_ids: set[str] = set()
+    jvms: set[int] = set()
+    with tempfile.TemporaryDirectory() as tmp, dg.DagsterInstance.local_temp(tmp) as instance:
+        for round_ in range(args.rounds + 1):  # round 0 warms caches and JIT, not counted
+            native = run_native(data, Path(tmp, f"native_{round_}"))
+            persisted = run_native_persisted(data, Path(tmp, f"persisted_{round_}"))
+            dagster, ids = run_dagster(data, Path(tmp, f"dagster_{round_}"), instance)
+            app_ids |= ids
+            jvms.add(java_children())
+            print(f"round {round_}: native {native:.2f}s  native_persisted {persisted:.2f}s  "
+                  f"dagster {dagster:.2f}s"
+                  + ("  (warm-up)" if round_ == 0 else ""), flush=True)  # fmt: skip
+            if round_:
+                native_s.append(native)
+                persisted_s.append(persisted)
+                dagster_s.append(dagster)
+    n, d = statistics.median(native_s), statistics.median(dagster_s)
+    p = statistics.median(persisted_s)
+    print(json.dumps({
+        "native_s": round(n, 3), "dagster_s": round(d, 3), "ratio": round(d / n, 3),
+        "native_persisted_s": round(p, 3), "ratio_vs_persisted": round(d / p, 3),
+        "jvms_per_run": max(len(app_ids), max(jvms)), "orders": args.orders,
+        "rounds": args.rounds,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

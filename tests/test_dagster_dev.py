@@ -1,0 +1,93 @@
+"""`dagster dev` on the example: the UI's server lists the asset graph and materializes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+from tests.conftest import ROOT
+
+ASSET_NODES = """
+query { assetNodes { assetKey { path } groupName dependencyKeys { path } } }
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGraphQLClient]:
+    tmp = tmp_path_factory.mktemp("dagster_dev")
+    home = tmp / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PYSETL_DAGSTER_STORAGE": str(tmp / "storage"),
+        "PYTHONPATH": str(ROOT),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    log = open(tmp / "dagster_dev.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if client._execute(ASSET_NODES)["assetNodes"]:
+                    break
+            except Exception:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(
+                    "dagster dev did not come up:\n" + (tmp / "dagster_dev.log").read_text()[-4000:]
+                )
+            time.sleep(2)
+        yield client
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_ui_shows_the_asset_graph(dagster_dev: DagsterGraphQLClient) -> None:
+    nodes = dagster_dev._execute(ASSET_NODES)["assetNodes"]
+    by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    assert {"clean_orders", "enriched_orders", "top_products", "orders_csv"} <= set(by_key)
+    deps = {"/".join(d["path"]) for d in by_key["enriched_orders"]["dependencyKeys"]}
+    assert deps == {"clean_customers", "clean_orders", "clean_products"}
+    assert by_key["top_products"]["groupName"] == "retail"
+
+
+def test_ui_materializes_the_pipeline(dagster_dev: DagsterGraphQLClient) -> None:
+    run_id = dagster_dev.submit_job_execution("retail_assets")
+    deadline = time.monotonic() + 420
+    status = None
+    while time.monotonic() < deadline:
+        status = dagster_dev.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(3)
+    assert status == "SUCCESS"
