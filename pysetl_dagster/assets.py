@@ -1,11 +1,12 @@
 """A PySetl Pipeline as Dagster assets: one asset per Factory, one source asset per external input.
 
 Each Factory asset loads its upstream Factories' outputs through the IO manager (so any subset
-can run: what is not selected is read from storage), runs the Factory through `run_factory`
+can run: what is not selected is read from storage), runs the Factory through `factory_step`
 (the same path Stage ops use), and returns `get()` for the IO manager to persist.
 """
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Config,
+    OpExecutionContext,
     Output,
     multi_asset,
 )
@@ -57,6 +59,38 @@ class TranslatedPipeline:
             for r in self.graph.inputs[node]
             if isinstance(r.source, ExternalInput)
         }
+
+
+def input_name(translated: TranslatedPipeline, upstream: FactoryNode) -> str:
+    """The Dagster input (of an asset or a Stage op) that carries an upstream Factory's output."""
+    return f"in_{translated.key_of(upstream).to_python_identifier()}"
+
+
+def factory_step(
+    context: AssetExecutionContext | OpExecutionContext,
+    translated: TranslatedPipeline,
+    node: FactoryNode,
+    loaded: Mapping[str, Any],
+    config: Any,
+) -> Output[Any]:
+    """Run one Factory inside a Dagster step (asset or Stage op) and return its output.
+
+    `loaded` maps Dagster input names to upstream values; external inputs come from the graph.
+    """
+    values = translated.external_values(node)
+    for resolved in translated.graph.inputs[node]:
+        if isinstance(resolved.source, FactoryNode):
+            values[resolved.attribute] = loaded[input_name(translated, resolved.source)]
+    key = translated.key_of(node)
+    run = run_factory(
+        node,
+        values,
+        spark=getattr(context.resources, SPARK_RESOURCE_KEY).spark_session,
+        run_id=context.run.run_id,
+        asset=key.to_user_string(),
+        config=config,
+    )
+    return Output(run.output, output_name=key.to_python_identifier(), metadata=run.metadata())
 
 
 def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedPipeline:
@@ -114,6 +148,9 @@ _CACHE_LOCK = threading.Lock()
 def _cache_key(
     translated: TranslatedPipeline, node: FactoryNode, io_manager_key: str
 ) -> tuple[Any, ...]:
+    """What makes two Factory assets interchangeable: same Factory code and state, same key,
+    same inputs. Group and stage are left out, so a Factory shared by two pipelines is one
+    asset (in the group of the pipeline built first)."""
     spec = translated.factory_specs[node]
     externals = tuple(
         (attr, type(value), repr(value))
@@ -124,12 +161,10 @@ def _cache_key(
         spec.key,
         spec.code_version,
         tuple(dep.asset_key for dep in spec.deps),
-        spec.group_name,
         spec.description,
-        repr(sorted(spec.metadata.items(), key=lambda kv: kv[0])),
         io_manager_key,
         externals,
-        repr(vars(node.factory)),
+        repr({k: v for k, v in sorted(vars(node.factory).items()) if k != "uuid"}),
     )
 
 
@@ -154,32 +189,16 @@ def _build_factory_asset(
     graph = translated.graph
     output_name = spec.key.to_python_identifier()
 
-    ins: dict[str, AssetIn] = {}
-    input_names: dict[str, str] = {}  # Delivery attribute -> Dagster input name
-    for resolved in graph.inputs[node]:
-        if isinstance(resolved.source, FactoryNode):
-            upstream_key = translated.key_of(resolved.source)
-            in_name = f"in_{upstream_key.to_python_identifier()}"
-            ins[in_name] = AssetIn(key=upstream_key)
-            input_names[resolved.attribute] = in_name
+    ins = {
+        input_name(translated, upstream): AssetIn(key=translated.key_of(upstream))
+        for upstream in graph.upstream_factories(node)
+    }
     loaded = {asset_in.key for asset_in in ins.values()}
     other_deps = [dep for dep in spec.deps if dep.asset_key not in loaded]
-    external_values = translated.external_values(node)
     config_class = factory_config_class(node)
 
     def execute(context: AssetExecutionContext, config: Any, kwargs: dict[str, Any]) -> Output[Any]:
-        values = dict(external_values)
-        values.update({attr: kwargs[in_name] for attr, in_name in input_names.items()})
-        spark = getattr(context.resources, SPARK_RESOURCE_KEY).spark_session
-        run = run_factory(
-            node,
-            values,
-            spark=spark,
-            run_id=context.run.run_id,
-            asset=spec.key.to_user_string(),
-            config=config,
-        )
-        return Output(run.output, output_name=output_name, metadata=run.metadata())
+        return factory_step(context, translated, node, kwargs, config)
 
     # Dagster reads the config schema from the `config` parameter's annotation, so a Factory
     # without a `Config` gets a function without that parameter.

@@ -32,7 +32,7 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
@@ -63,6 +63,10 @@ class SparkParquetIOManager(ConfigurableIOManager):
         default=False, description="Record a row count (a Spark job) with each materialization."
     )
     keep_versions: int = Field(default=2, ge=1, description="Versions kept per asset.")
+
+    # A version folder never changes once written, so within a run a DataFrame read from it can
+    # serve every consumer: one file listing and footer read instead of one per consumer.
+    _loaded: dict[str, DataFrame] = PrivateAttr(default_factory=dict)
 
     # -- locations -------------------------------------------------------------------------
 
@@ -144,7 +148,9 @@ class SparkParquetIOManager(ConfigurableIOManager):
             )
         path = location / manifest["version"]
         if manifest["format"] == "parquet":
-            return _spark().read.parquet(str(path))
+            if str(path) not in self._loaded:
+                self._loaded[str(path)] = _spark().read.parquet(str(path))
+            return self._loaded[str(path)]
         with open(path / "value.pickle", "rb") as fh:
             return pickle.load(fh)
 

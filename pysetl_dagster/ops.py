@@ -1,7 +1,7 @@
 """A PySetl Pipeline as a Dagster job whose ops are its Stages.
 
 Stage *i* is one op: it receives the outputs of earlier Stages its Factories consume, runs each
-of its Factories through `run_factory` (the path assets use), and emits one output per Factory.
+of its Factories through `factory_step` (the path assets use), and emits one output per Factory.
 Outputs are stored as the Factories' assets (see `ASSET_KEY_METADATA`), and a materialization
 is recorded for each after it was written, so the asset graph shows Stage-job runs too.
 """
@@ -24,11 +24,16 @@ from dagster import (
     op,
 )
 
-from .assets import SPARK_RESOURCE_KEY, TranslatedPipeline, factory_config_class
+from .assets import (
+    SPARK_RESOURCE_KEY,
+    TranslatedPipeline,
+    factory_config_class,
+    factory_step,
+    input_name,
+)
 from .graph import FactoryNode
 from .io_managers import ASSET_KEY_METADATA
 from .naming import snake_case
-from .runner import run_factory
 
 _OP_CACHE: dict[tuple[Any, ...], OpDefinition] = {}
 _CACHE_LOCK = threading.Lock()
@@ -39,13 +44,12 @@ def _stage_op(
 ) -> tuple[OpDefinition, dict[str, FactoryNode]]:
     graph = translated.graph
     nodes = [n for n in graph.nodes if n.stage_index == stage_index]
-    ins: dict[str, In] = {}
-    upstream_of_input: dict[str, FactoryNode] = {}
-    for node in nodes:
-        for upstream in graph.upstream_factories(node):
-            in_name = f"in_{translated.key_of(upstream).to_python_identifier()}"
-            ins[in_name] = In()
-            upstream_of_input[in_name] = upstream
+    upstream_of_input = {
+        input_name(translated, upstream): upstream
+        for node in nodes
+        for upstream in graph.upstream_factories(node)
+    }
+    ins = {name: In() for name in upstream_of_input}
     outs = {
         translated.key_of(node).to_python_identifier(): Out(
             io_manager_key=io_manager_key,
@@ -71,30 +75,13 @@ def _stage_op(
         return cached, upstream_of_input
 
     def run_stage(context: OpExecutionContext, **kwargs: Any) -> Iterator[Output[Any]]:
-        spark = getattr(context.resources, SPARK_RESOURCE_KEY).spark_session
         for node in nodes:
-            key = translated.key_of(node)
-            values = translated.external_values(node)
-            for resolved in graph.inputs[node]:
-                if isinstance(resolved.source, FactoryNode):
-                    in_name = f"in_{translated.key_of(resolved.source).to_python_identifier()}"
-                    values[resolved.attribute] = kwargs[in_name]
             config_class = factory_config_class(node)
             config = None
             if config_class is not None:
-                raw = (context.op_config or {}).get(key.to_python_identifier()) or {}
-                config = config_class(**raw)
-            run = run_factory(
-                node,
-                values,
-                spark=spark,
-                run_id=context.run.run_id,
-                asset=key.to_user_string(),
-                config=config,
-            )
-            yield Output(
-                run.output, output_name=key.to_python_identifier(), metadata=run.metadata()
-            )
+                raw = (context.op_config or {}).get(translated.key_of(node).to_python_identifier())
+                config = config_class(**(raw or {}))
+            yield factory_step(context, translated, node, kwargs, config)
 
     stage_op = op(
         name=op_name,

@@ -187,6 +187,18 @@ def build_definitions(
     Assets shared by several pipelines (the same Factory, same key, same inputs) appear once;
     two different definitions of one key are an error naming both pipelines.
     """
+    by_name: dict[str, PySetlPipelineDefinitions] = {}
+    for p in pipelines:
+        seen = by_name.setdefault(p.name, p)
+        if seen is not p and not (
+            len(seen.assets) == len(p.assets)
+            and all(a is b for a, b in zip(seen.assets, p.assets, strict=True))
+        ):
+            raise PySetlDefinitionError(
+                f"Two different pipelines are both named {p.name!r}: their jobs would clash. "
+                "Give each pysetl_pipeline(...) its own name."
+            )
+    pipelines = tuple(by_name.values())
     merged: dict[AssetKey, tuple[str, AssetsDefinition | AssetSpec]] = {}
     for p in pipelines:
         for asset in p.assets:

@@ -1,7 +1,7 @@
 """Running one Factory: the single code path behind both assets and Stage ops.
 
 PySetl keeps a Factory's injected inputs on the *class* (`Delivery` is a class attribute), so two
-runs in one process would share them. Here every execution works on its own shallow copy of the
+runs in one process would share them. Here every execution works on its own copy of the
 Factory with fresh, instance-level Deliveries: nothing a run injects is visible to another run,
 and nothing an earlier run (or a native `Pipeline.run()`) left on the class is read.
 
@@ -62,6 +62,15 @@ def coerce_to(payload_type: Any, value: Any) -> Any:
     ):
         return payload_type(value)
     return value
+
+
+def _private_copy(factory: Factory[Any]) -> Factory[Any]:
+    """A copy whose instance state (lists, dicts set in `__init__`) no other run shares; a
+    shallow copy when the Factory holds something that cannot be deep-copied (a session)."""
+    try:
+        return copy.deepcopy(factory)
+    except Exception:
+        return copy.copy(factory)
 
 
 @dataclass
@@ -143,7 +152,7 @@ def run_factory(
             a nested `Config` class.
         write: call the Factory's own `write()` (skipped anyway when it is not writable).
     """
-    factory: Factory[Any] = copy.copy(node.factory)
+    factory = _private_copy(node.factory)
     for attribute, template in node.deliveries:
         value = coerce_to(template.payload_type, inputs[attribute])
         setattr(factory, attribute, _fresh_delivery(template, value))

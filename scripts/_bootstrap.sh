@@ -1,5 +1,5 @@
-# Sourced by scripts/dev and scripts/test: checks the machine, creates .venv, installs the
-# project (again only when pyproject.toml changed), and sets a project-local DAGSTER_HOME.
+# Sourced by scripts/dev and scripts/test: checks Python and Java (one line saying what to do
+# when either is wrong), defines ensure_venv, and sets a project-local DAGSTER_HOME.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -21,10 +21,13 @@ esac
 
 if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA="$(command -v java || true)"; fi
 [[ -n "$JAVA" ]] || die "Java 17 is required by Spark and 'java' was not found: install it (e.g. 'apt-get install openjdk-17-jre-headless') or set JAVA_HOME."
-JAVA_MAJOR="$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+JAVA_MAJOR="$("$JAVA" -version 2>&1 | sed -n 's/.*version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n1)"
 [[ -n "$JAVA_MAJOR" && "$JAVA_MAJOR" -ge 17 ]] || die "Java 17 or newer is required by Spark 4 but $JAVA is version ${JAVA_MAJOR:-unknown}: install Java 17 or point JAVA_HOME at it."
 
 VENV="$ROOT/.venv"
+
+# Create .venv and install the project (again only when pyproject.toml changed).
+ensure_venv() {
 STAMP="$VENV/.pysetl-dagster-installed"
 WANT="$(cat pyproject.toml | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -39,6 +42,7 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
     || die "installing dependencies failed (see pip's output above)."
   echo "$WANT" > "$STAMP"
 fi
+}
 
 export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
 mkdir -p "$DAGSTER_HOME"

@@ -169,3 +169,25 @@ def test_code_server_reports_the_error_not_a_bare_traceback(tmp_path: Path) -> N
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "NeedsText.text (Delivery[str]): no Factory of pipeline 'broken' produces it" in output
+
+
+def test_cli_describe_prints_the_wiring_or_the_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pysetl_dagster.cli import main
+
+    assert main(["describe", "-m", "definitions"]) == 0
+    assert "stage 1 EnrichedOrders" in capsys.readouterr().out
+    broken = tmp_path / "broken_pipeline.py"
+    broken.write_text(
+        "from pysetl.workflow import Pipeline, Stage\n"
+        "from pysetl_dagster import pysetl_pipeline\n"
+        "from tests.test_load_errors import NeedsStr\n"
+        "p = pysetl_pipeline(Pipeline().add_stage(Stage().add_factory(NeedsStr())), name='b')\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(["describe", "-m", "broken_pipeline"]) == 1
+        assert "error: NeedsStr.text (Delivery[str]): no Factory" in capsys.readouterr().err
+    finally:
+        sys.path.remove(str(tmp_path))
