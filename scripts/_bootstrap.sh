@@ -28,20 +28,23 @@ VENV="$ROOT/.venv"
 
 # Create .venv and install the project (again only when pyproject.toml changed).
 ensure_venv() {
-STAMP="$VENV/.pysetl-dagster-installed"
-WANT="$(cat pyproject.toml | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
-if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "Creating $VENV with $PYTHON ($PYVER)..."
-  "$PYTHON" -m venv "$VENV" || die "could not create a virtualenv with $PYTHON: install the venv module (e.g. 'apt-get install python3.11-venv')."
-fi
-if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
-  echo "Installing pysetl-dagster and its pinned dependencies into .venv (first run takes a few minutes)..."
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/python" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -c "import pysetl_dagster, dagster, pyspark, pysetl" \
-    || die "installing dependencies failed (see pip's output above)."
-  echo "$WANT" > "$STAMP"
-fi
+  STAMP="$VENV/.pysetl-dagster-installed"
+  WANT="$(cat pyproject.toml | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "Creating $VENV with $PYTHON ($PYVER)..."
+    "$PYTHON" -m venv "$VENV" || die "could not create a virtualenv with $PYTHON: install the venv module (e.g. 'apt-get install python3.11-venv')."
+  fi
+  if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
+    echo "Installing pysetl-dagster and its pinned dependencies into .venv (first run takes a few minutes)..."
+    log="$VENV/pip-install.log"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip >"$log" 2>&1 || true
+    if ! "$VENV/bin/python" -m pip install -e ".[dev]" >>"$log" 2>&1 \
+      || ! "$VENV/bin/python" -c "import pysetl_dagster, dagster, pyspark, pysetl" 2>>"$log"; then
+      grep -iE "error|could not|no matching" "$log" | tail -n 15 >&2
+      die "installing dependencies failed: the whole pip log is in $log."
+    fi
+    echo "$WANT" > "$STAMP"
+  fi
 }
 
 export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
