@@ -26,6 +26,25 @@ class TotalRow(Schema):
     total: Column[LongType]
 
 
+class StubFactory:
+    """read/process/write do nothing and get() returns 1: for tests about wiring, not data.
+
+    Mix it in first: `class NeedsInt(StubFactory, Factory[float])`.
+    """
+
+    def read(self) -> Self:
+        return self
+
+    def process(self) -> Self:
+        return self
+
+    def write(self) -> Self:
+        return self
+
+    def get(self) -> Any:
+        return 1
+
+
 # Called at the start of Doubled.read(), after its Delivery was injected: tests use it to
 # hold two concurrent runs at the same point.
 READ_HOOKS: list[Callable[[], object]] = []

@@ -7,55 +7,41 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import dagster as dg
 import pytest
 from pysetl.workflow import Deliverable, Delivery, Factory, Pipeline, Stage
 
 from pysetl_dagster import PySetlDefinitionError, PySetlTranslator, pysetl_pipeline
-from tests.numbers_pipeline import Numbers
+from tests.numbers_pipeline import Numbers, StubFactory
 
 
-class _Base:
-    def read(self) -> Self:
-        return self
-
-    def process(self) -> Self:
-        return self
-
-    def write(self) -> Self:
-        return self
-
-    def get(self) -> Any:
-        return 1
-
-
-class Untyped(_Base, Factory):  # type: ignore[type-arg]
+class Untyped(StubFactory, Factory):  # type: ignore[type-arg]
     pass
 
 
-class MakesInt(_Base, Factory[int]):
+class MakesInt(StubFactory, Factory[int]):
     pass
 
 
-class AlsoMakesInt(_Base, Factory[int]):
+class AlsoMakesInt(StubFactory, Factory[int]):
     pass
 
 
-class NeedsStr(_Base, Factory[float]):
+class NeedsStr(StubFactory, Factory[float]):
     text = Delivery[str]()
 
 
-class NeedsInt(_Base, Factory[float]):
+class NeedsInt(StubFactory, Factory[float]):
     number = Delivery[int]()
 
 
-class Ping(_Base, Factory[int]):
+class Ping(StubFactory, Factory[int]):
     pong = Delivery[str]()
 
 
-class Pong(_Base, Factory[str]):
+class Pong(StubFactory, Factory[str]):
     ping = Delivery[int]()
 
 

@@ -14,7 +14,7 @@ from pyspark.sql.types import LongType
 from typedspark import DataSet
 
 from pysetl_dagster import PySetlFactoryError, SparkParquetIOManager, pysetl_pipeline
-from tests.numbers_pipeline import NumberRow, Numbers, numbers_config
+from tests.numbers_pipeline import NumberRow, Numbers, StubFactory, numbers_config
 
 
 @F.udf(LongType())
@@ -25,22 +25,10 @@ def _explode_on_big_values(value: int) -> int:
     return value
 
 
-class Fragile(Factory[int]):
-    """Counts numbers; its output DataFrame fails while Spark writes it, when asked to."""
+class Fragile(StubFactory, Factory[int]):
+    """Consumes the numbers and returns a plain int (stored as a pickle)."""
 
     numbers = Delivery[DataSet[NumberRow]]()
-
-    def read(self) -> Self:
-        return self
-
-    def process(self) -> Self:
-        return self
-
-    def write(self) -> Self:
-        return self
-
-    def get(self) -> int:
-        return 1
 
 
 def _stored_rows(storage: Path, key: str) -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Any, Self
+from typing import Any
 
 import dagster as dg
 from pysetl.workflow import Deliverable, Delivery, Factory, Pipeline, Stage
@@ -17,7 +17,13 @@ from pysetl_dagster import (
     factory_code_version,
     pysetl_pipeline,
 )
-from tests.numbers_pipeline import Doubled, Numbers, Total, build_numbers_pipeline
+from tests.numbers_pipeline import (
+    Doubled,
+    Numbers,
+    StubFactory,
+    Total,
+    build_numbers_pipeline,
+)
 
 
 def _specs(p: Any) -> dict[str, dg.AssetSpec]:
@@ -107,18 +113,8 @@ def test_code_version_changes_with_the_factory_code_only() -> None:
 
 
 def test_dispatcher_rules_delivery_id_producer_and_consumers() -> None:
-    class A(Factory[int]):
-        def read(self) -> Self:
-            return self
-
-        def process(self) -> Self:
-            return self
-
-        def write(self) -> Self:
-            return self
-
-        def get(self) -> int:
-            return 1
+    class A(StubFactory, Factory[int]):
+        pass
 
     class B(A):
         delivery_id = "b"
