@@ -66,10 +66,6 @@ class PySetlPipelineDefinitions:
                 return spec.key
         raise KeyError(f"Factory {factory_type.__name__} is not in pipeline {self.name!r}")
 
-    @property
-    def factory_keys(self) -> list[AssetKey]:
-        return [spec.key for spec in self.translated.factory_specs.values()]
-
     def daily_schedule(self, cron: str = "0 2 * * *", **kwargs: Any) -> ScheduleDefinition:
         """A schedule that materializes the whole pipeline (default: every day at 02:00)."""
         schedule = ScheduleDefinition(
