@@ -11,7 +11,7 @@ from .pipelines import (
     default_storage_path,
     pysetl_pipeline,
 )
-from .resources import PySparkSessionResource
+from .resources import PySetlSparkError, PySparkSessionResource
 from .runner import FactoryRun, cancel_run_jobs, run_factory, spark_job_scope
 from .translator import (
     PySetlExternalData,
@@ -32,6 +32,7 @@ __all__ = [
     "PySetlFactoryData",
     "PySetlFactoryError",
     "PySetlPipelineDefinitions",
+    "PySetlSparkError",
     "PySetlStorageError",
     "PySetlTranslator",
     "PySparkSessionResource",

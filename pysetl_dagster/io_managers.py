@@ -77,13 +77,8 @@ class SparkParquetIOManager(ConfigurableIOManager):
     def current_version_path(self, asset_key: AssetKey, partition_key: str | None = None) -> Path:
         """Where the current version of an asset is stored; raises if it was never written."""
         location = self.asset_dir(asset_key, partition_key)
-        manifest = self._read_manifest(location)
-        if manifest is None:
-            raise PySetlStorageError(
-                f"Asset {asset_key.to_user_string()} has no stored output under {location}. "
-                "Materialize it (or include it in the selection) before its downstream assets."
-            )
-        return location / manifest["version"]
+        path, _ = self._current(location, f"Asset {asset_key.to_user_string()}")
+        return path
 
     def _output_location(
         self, context: OutputContext, partition: str | None = None
@@ -139,14 +134,8 @@ class SparkParquetIOManager(ConfigurableIOManager):
             upstream = context.upstream_output
             assert upstream is not None, "an op input without an upstream output"
             location, key = self._output_location(upstream)
-        manifest = self._read_manifest(location)
-        if manifest is None:
-            name = key.to_user_string() if key else context.name
-            raise PySetlStorageError(
-                f"Input {context.name!r} needs {name}, which has no stored output under "
-                f"{location}. Materialize it first (or include it in the selection)."
-            )
-        path = location / manifest["version"]
+        name = key.to_user_string() if key else context.name
+        path, manifest = self._current(location, f"Input {context.name!r} needs {name}, which")
         if manifest["format"] == "parquet":
             if str(path) not in self._loaded:
                 self._loaded[str(path)] = _spark().read.parquet(str(path))
@@ -155,6 +144,16 @@ class SparkParquetIOManager(ConfigurableIOManager):
             return pickle.load(fh)
 
     # -- storage helpers -------------------------------------------------------------------
+
+    def _current(self, location: Path, what: str) -> tuple[Path, dict[str, Any]]:
+        """The current version's folder and manifest, or an error saying to materialize first."""
+        manifest = self._read_manifest(location)
+        if manifest is None:
+            raise PySetlStorageError(
+                f"{what} has no stored output under {location}. Materialize it first "
+                "(or include it in the selection)."
+            )
+        return location / manifest["version"], manifest
 
     @staticmethod
     def _read_manifest(location: Path) -> dict[str, Any] | None:

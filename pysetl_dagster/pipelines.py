@@ -215,10 +215,8 @@ def build_definitions(
                     f"{other_pipeline!r} and {p.name!r}. Give one a key_prefix "
                     "(PySetlTranslator(key_prefix=...)) or make the Factories' inputs identical."
                 )
-    unique: list[AssetsDefinition | AssetSpec] = []
-    for _, asset in merged.values():
-        if not any(asset is u for u in unique):
-            unique.append(asset)
+    # A multi-key definition appears once per key in `merged`; keep each object once, in order.
+    unique = list({id(asset): asset for _, asset in merged.values()}.values())
 
     all_resources: dict[str, Any] = {
         "pyspark": PySparkSessionResource(spark_config=dict(spark_config or {})),

@@ -206,6 +206,8 @@ def _hash_code(digest: Any, code: types.CodeType) -> None:
 
 
 def _stable_repr(value: Any) -> str:
+    """A repr that is the same in every process: set members in order, no memory addresses."""
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(_stable_repr(v) for v in value)) + "}"
     text = repr(value)
-    # Default reprs carry a memory address that changes every process.
     return text.split(" at 0x")[0] if " at 0x" in text else text

@@ -149,3 +149,29 @@ def test_dispatcher_rules_delivery_id_producer_and_consumers() -> None:
     assert deps["uses_reserved"] == ["r"]
     # the same wiring PySetl itself uses: the native run succeeds with it
     assert pipeline.run().get_output(UsesReserved) == 1
+
+
+def test_code_version_is_the_same_in_every_process() -> None:
+    """Sets (e.g. `consumers`) hash by address, so their order changes between processes."""
+    import subprocess
+    import sys
+
+    code = (
+        "from pysetl.workflow import Factory\n"
+        "from pysetl_dagster import factory_code_version\n"
+        "from tests.numbers_pipeline import StubFactory\n"
+        "class A(StubFactory, Factory[int]): pass\n"
+        "class B(StubFactory, Factory[str]): pass\n"
+        "class C(StubFactory, Factory[float]): pass\n"
+        "class D(StubFactory, Factory[bytes]): pass\n"
+        "class Shared(StubFactory, Factory[list]):\n"
+        "    consumers = {A, B, C, D}\n"
+        "print(factory_code_version(Shared))\n"
+    )
+    versions = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        ).stdout.strip()
+        for _ in range(4)
+    }
+    assert len(versions) == 1, versions
