@@ -1,6 +1,7 @@
 """Run PySetl pipelines under Dagster: Factories as assets, Stages as ops, Pipelines as jobs."""
 
-from .assets import TranslatedPipeline, build_factory_asset, build_pysetl_assets, translate
+from .assets import build_factory_asset, build_pysetl_assets
+from .checks import CheckPlan, Validation, ValidationDepth, pandera_schema_from_typedspark
 from .errors import PySetlDefinitionError, PySetlFactoryError
 from .graph import ExternalInput, FactoryNode, PipelineGraph, ResolvedInput
 from .io_managers import PySetlStorageError, SparkParquetIOManager
@@ -13,6 +14,8 @@ from .pipelines import (
 )
 from .resources import PySetlSparkError, PySparkSessionResource
 from .runner import FactoryRun, cancel_run_jobs, run_factory, spark_job_scope
+from .specs import TranslatedPipeline, translate
+from .step import factory_step
 from .translator import (
     PySetlExternalData,
     PySetlFactoryData,
@@ -23,6 +26,7 @@ from .translator import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckPlan",
     "ExternalInput",
     "FactoryNode",
     "FactoryRun",
@@ -39,6 +43,8 @@ __all__ = [
     "ResolvedInput",
     "SparkParquetIOManager",
     "TranslatedPipeline",
+    "Validation",
+    "ValidationDepth",
     "build_definitions",
     "build_factory_asset",
     "build_pysetl_assets",
@@ -46,6 +52,8 @@ __all__ = [
     "cancel_run_jobs",
     "default_storage_path",
     "factory_code_version",
+    "factory_step",
+    "pandera_schema_from_typedspark",
     "pysetl_pipeline",
     "run_factory",
     "spark_job_scope",

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,51 @@ from dagster import (
     TableSchema,
 )
 from pydantic import Field, PrivateAttr
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 MANIFEST = "_current.json"
+REJECTED = "_rejected"
+"""Versions that failed a blocking check are moved here, never made current."""
 ASSET_KEY_METADATA = "pysetl/asset_key"
 """Op outputs carrying this definition metadata are stored (and recorded) as that asset."""
 
 
 class PySetlStorageError(Exception):
     """An asset has no readable stored output."""
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version written to storage by the Factory step, audited before it is published.
+
+    Returned to Dagster as the step's output value: the IO manager then only records it.
+    """
+
+    location: Path
+    version: str
+    format: str
+    asset_key: AssetKey | None
+    observed: dict[str, Any] = field(default_factory=dict)
+    schema_json: str | None = None
+    published: bool = False
+
+    @property
+    def path(self) -> Path:
+        return self.location / self.version
+
+    @property
+    def rows(self) -> int | None:
+        rows = self.observed.get("__rows")
+        return int(rows) if rows is not None else None
+
+
+def schema_hash(schema_json: str) -> str:
+    """A short hash of a Spark schema: equal hashes, equal columns and types."""
+    import hashlib
+
+    return hashlib.sha256(schema_json.encode()).hexdigest()[:16]
 
 
 def table_schema_of_struct(schema: StructType) -> TableSchema:
@@ -59,8 +95,17 @@ class SparkParquetIOManager(ConfigurableIOManager):
     """Stores Spark DataFrames (and typedspark DataSets) as versioned Parquet datasets."""
 
     base_path: str = Field(description="Root folder of all stored outputs.")
-    count_rows: bool = Field(
-        default=False, description="Record a row count (a Spark job) with each materialization."
+    validation_depth: str = Field(
+        default="schema_and_data",
+        description="Default depth of pandera checks: schema_only, data_only or "
+        "schema_and_data (a Factory's Validation(depth=...) overrides it).",
+    )
+    check_sample_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Check uniqueness and custom checks on this fraction of rows (very large "
+        "outputs); row-level checks ride on the write and are always exact.",
     )
     keep_versions: int = Field(default=2, ge=1, description="Versions kept per asset.")
 
@@ -91,32 +136,99 @@ class SparkParquetIOManager(ConfigurableIOManager):
 
     # -- IO manager ------------------------------------------------------------------------
 
-    def handle_output(self, context: OutputContext, obj: Any) -> None:
-        if obj is None:
-            return
-        partition = context.partition_key if context.has_partition_key else None
-        location, op_asset_key = self._output_location(context, partition)
+    # -- write, audit, publish ---------------------------------------------------------------
+
+    def write_version(
+        self,
+        asset_key: AssetKey | None,
+        location: Path,
+        value: Any,
+        observe: list[Column] | None = None,
+    ) -> StoredVersion:
+        """Write a new version next to the current one, without making it current.
+
+        `observe` aggregates (check failures, the row count) are computed by Spark during the
+        write itself, with no extra job.
+        """
         version = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         target = location / version
         location.mkdir(parents=True, exist_ok=True)
-        metadata: dict[str, Any] = {"path": MetadataValue.path(str(target))}
-        if isinstance(obj, DataFrame):
-            fmt = "parquet"
-            obj.write.mode("errorifexists").parquet(str(target))
-            metadata["dagster/column_schema"] = table_schema_of_struct(obj.schema)
-            if self.count_rows:
-                rows = _spark().read.parquet(str(target)).count()
-                metadata["dagster/row_count"] = MetadataValue.int(rows)
-        else:
-            fmt = "pickle"
-            target.mkdir()
-            with open(target / "value.pickle", "wb") as fh:
-                pickle.dump(obj, fh)
-        self._switch_manifest(
-            location, {"version": version, "format": fmt, "run_id": context.run_id}
+        if isinstance(value, DataFrame):
+            observation = Observation(f"pysetl_{uuid.uuid4().hex[:8]}")
+            exprs = observe or [F.count(F.lit(1)).alias("__rows")]
+            value.observe(observation, *exprs).write.mode("errorifexists").parquet(str(target))
+            return StoredVersion(
+                location, version, "parquet", asset_key, dict(observation.get),
+                value.schema.json(),
+            )
+        target.mkdir()
+        with open(target / "value.pickle", "wb") as fh:
+            pickle.dump(value, fh)
+        return StoredVersion(location, version, "pickle", asset_key)
+
+    def publish(self, stored: StoredVersion, run_id: str) -> StoredVersion:
+        """Make a written version current (atomic manifest switch) and prune old ones."""
+        previous = self._read_manifest(stored.location) or {}
+        manifest: dict[str, Any] = {
+            "version": stored.version,
+            "format": stored.format,
+            "run_id": run_id,
+            "created_at": time.time(),
+        }
+        if stored.rows is not None:
+            manifest["rows"] = stored.rows
+        if stored.schema_json is not None:
+            manifest["schema"] = stored.schema_json
+            if previous.get("schema"):
+                manifest["previous_schema"] = previous["schema"]
+        self._switch_manifest(stored.location, manifest)
+        self._prune(stored.location, keep=stored.version)
+        return StoredVersion(
+            stored.location, stored.version, stored.format, stored.asset_key, stored.observed,
+            stored.schema_json, published=True,
         )
-        self._prune(location, keep=version)
-        metadata["pysetl/storage_version"] = MetadataValue.text(version)
+
+    def reject(self, stored: StoredVersion) -> Path:
+        """Move a version that failed a blocking check aside, for inspection; never current."""
+        rejected = stored.location / REJECTED
+        rejected.mkdir(exist_ok=True)
+        target = rejected / stored.version
+        os.replace(stored.path, target)
+        kept = sorted(p.name for p in rejected.iterdir())
+        for name in kept[: -self.keep_versions]:
+            shutil.rmtree(rejected / name, ignore_errors=True)
+        return target
+
+    def read_version(self, path: Path, schema_json: str | None = None) -> DataFrame:
+        """A stored Parquet version, lazily. With its schema known (the manifest keeps it),
+        Spark skips schema inference, which would otherwise run a job over the files' footers."""
+        reader = _spark().read
+        if schema_json:
+            reader = reader.schema(StructType.fromJson(json.loads(schema_json)))
+        return reader.parquet(str(path))
+
+    def current_manifest(
+        self, asset_key: AssetKey, partition_key: str | None = None
+    ) -> dict[str, Any] | None:
+        return self._read_manifest(self.asset_dir(asset_key, partition_key))
+
+    def location_for(self, context: OutputContext) -> tuple[Path, AssetKey | None]:
+        partition = context.partition_key if context.has_partition_key else None
+        return self._output_location(context, partition)
+
+    # -- IO manager ------------------------------------------------------------------------
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        if isinstance(obj, StoredVersion):  # written and audited by the Factory step
+            stored, op_asset_key = obj, obj.asset_key
+        else:
+            location, op_asset_key = self.location_for(context)
+            stored = self.write_version(op_asset_key, location, obj)
+        if not stored.published:
+            stored = self.publish(stored, context.run_id)
+        metadata = self.version_metadata(stored)
         context.add_output_metadata(metadata)
         if op_asset_key is not None and not context.has_asset_key:
             # A Stage op stores a Factory's output as its asset: record it, after the write.
@@ -124,6 +236,20 @@ class SparkParquetIOManager(ConfigurableIOManager):
             context.log_event(
                 AssetMaterialization(asset_key=op_asset_key, metadata={**run_metadata, **metadata})
             )
+
+    def version_metadata(self, stored: StoredVersion) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "path": MetadataValue.path(str(stored.path)),
+            "pysetl/storage_version": MetadataValue.text(stored.version),
+        }
+        if stored.schema_json is not None:
+            metadata["dagster/column_schema"] = table_schema_of_struct(
+                StructType.fromJson(json.loads(stored.schema_json))
+            )
+            metadata["pysetl/schema_hash"] = MetadataValue.text(schema_hash(stored.schema_json))
+        if stored.rows is not None:
+            metadata["dagster/row_count"] = MetadataValue.int(stored.rows)
+        return metadata
 
     def load_input(self, context: InputContext) -> Any:
         if context.has_asset_key:
@@ -138,7 +264,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
         path, manifest = self._current(location, f"Input {context.name!r} needs {name}, which")
         if manifest["format"] == "parquet":
             if str(path) not in self._loaded:
-                self._loaded[str(path)] = _spark().read.parquet(str(path))
+                self._loaded[str(path)] = self.read_version(path, manifest.get("schema"))
             return self._loaded[str(path)]
         with open(path / "value.pickle", "rb") as fh:
             return pickle.load(fh)
@@ -167,6 +293,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
     @staticmethod
     def _switch_manifest(location: Path, manifest: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(dir=location, prefix=".manifest-", suffix=".tmp")
+        os.chmod(tmp, 0o644)  # other users of the storage read manifests too
         with os.fdopen(fd, "w") as fh:
             json.dump(manifest, fh)
             fh.flush()

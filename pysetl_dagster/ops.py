@@ -24,16 +24,11 @@ from dagster import (
     op,
 )
 
-from .assets import (
-    SPARK_RESOURCE_KEY,
-    TranslatedPipeline,
-    factory_config_class,
-    factory_step,
-    input_name,
-)
 from .graph import FactoryNode
 from .io_managers import ASSET_KEY_METADATA
 from .naming import snake_case
+from .specs import TranslatedPipeline, factory_config_class, input_name
+from .step import SPARK_RESOURCE_KEY, factory_step
 
 _OP_CACHE: dict[tuple[Any, ...], OpDefinition] = {}
 _CACHE_LOCK = threading.Lock()
@@ -81,14 +76,19 @@ def _stage_op(
             if config_class is not None:
                 raw = (context.op_config or {}).get(translated.key_of(node).to_python_identifier())
                 config = config_class(**(raw or {}))
-            yield factory_step(context, translated, node, kwargs, config)
+            for event in factory_step(
+                context, translated, node, kwargs, config,
+                io_manager_key=io_manager_key, checks_as_events=True,
+            ):
+                if isinstance(event, Output):
+                    yield event
 
     stage_op = op(
         name=op_name,
         ins=ins,
         out=outs,
         config_schema=config_fields or None,
-        required_resource_keys={SPARK_RESOURCE_KEY},
+        required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
         description=f"Stage {stage_index} of pipeline {graph.name}: "
         + ", ".join(n.name for n in nodes),
         tags={"pysetl/stage": str(stage_index)},

@@ -18,6 +18,7 @@ from dagster import AssetKey, AssetSpec, MetadataValue, TableColumn, TableSchema
 from pysetl.workflow import Factory
 from typedspark import DataSet
 
+from .checks import Validation, as_validation
 from .graph import ExternalInput, FactoryNode, ResolvedInput, _type_name
 from .naming import snake_case
 
@@ -72,6 +73,23 @@ class PySetlTranslator:
         if isinstance(data, PySetlExternalData):
             return self._external_spec(data)
         return self._factory_spec(data)
+
+    def get_validation(self, data: PySetlFactoryData) -> Validation | None:
+        """The pandera schema whose checks become the Factory's asset checks.
+
+        Default: the Factory's `validation` class attribute (a `Validation`, or a bare pandera
+        model / schema), else a schema generated from its typedspark `DataSet[Schema]` output
+        (column presence and types). Override to add or replace schemas without touching the
+        Factories.
+        """
+        declared = as_validation(getattr(data.factory_type, "validation", None))
+        if declared is not None:
+            return declared
+        payload = data.node.payload_type
+        schema = getattr(payload, "_schema_annotations", None)
+        if isinstance(payload, type) and issubclass(payload, DataSet) and schema is not None:
+            return Validation(schema)
+        return None
 
     # -- defaults --------------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ def test_materialize_equals_native_run(
     meta = event.materialization.metadata
     assert {"path", "dagster/column_schema", "pysetl/read_s", "pysetl/process_s",
             "spark/application_id"} <= set(meta)  # fmt: skip
-    assert "dagster/row_count" not in meta  # counting is opt-in
+    # observed during the write (no Spark job of its own), and right
+    assert meta["dagster/row_count"].value == native_outputs["enriched_orders"].count()
     # one run, one SparkContext: every step reports the same Spark application
     assert len(_spark_app_ids(result.all_events)) == 1
 

@@ -99,14 +99,17 @@ def test_factory_failure_names_the_factory_and_step(
         dg.materialize(assets, resources=resources)
 
 
-def test_row_count_is_opt_in(spark: SparkSession, storage: Path) -> None:
+def test_row_count_rides_on_the_write(spark: SparkSession, storage: Path) -> None:
+    """The row count is observed while the output is written: no Spark job of its own."""
     assets = pysetl_pipeline(Pipeline().add_stage(Stage().add_factory(Numbers())), name="n").assets
     resources = {
         "pyspark": __import__("pysetl_dagster").PySparkSessionResource(stop_at_exit=False),
-        "io_manager": SparkParquetIOManager(base_path=str(storage), count_rows=True),
+        "io_manager": SparkParquetIOManager(base_path=str(storage)),
     }
     result = dg.materialize(assets, resources=resources, run_config=numbers_config(5))
     (event,) = result.get_asset_materialization_events()
     assert event.materialization.metadata["dagster/row_count"].value == 5
     columns = event.materialization.metadata["dagster/column_schema"].schema.columns
     assert [(c.name, c.type) for c in columns] == [("value", "bigint")]
+    jobs = spark.sparkContext.statusTracker().getJobIdsForGroup(f"numbers:{result.run_id}")
+    assert len(jobs) == 1  # the Parquet write, nothing else
