@@ -69,19 +69,22 @@ def _stage_op(
     if cached is not None:
         return cached, upstream_of_input
 
-    def run_stage(context: OpExecutionContext, **kwargs: Any) -> Iterator[Output[Any]]:
+    def run_stage(context: OpExecutionContext, **kwargs: Any) -> Iterator[Any]:
         for node in nodes:
             config_class = factory_config_class(node)
             config = None
             if config_class is not None:
                 raw = (context.op_config or {}).get(translated.key_of(node).to_python_identifier())
                 config = config_class(**(raw or {}))
-            for event in factory_step(
-                context, translated, node, kwargs, config,
-                io_manager_key=io_manager_key, checks_as_events=True,
-            ):
-                if isinstance(event, Output):
-                    yield event
+            yield from factory_step(
+                context,
+                translated,
+                node,
+                kwargs,
+                config,
+                io_manager_key=io_manager_key,
+                checks_as_events=True,
+            )
 
     stage_op = op(
         name=op_name,

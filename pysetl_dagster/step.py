@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckKey,
     AssetCheckResult,
     AssetExecutionContext,
@@ -58,7 +59,7 @@ def factory_step(
     materialize: bool = True,
     check_keys: set[AssetCheckKey] | None = None,
     checks_as_events: bool = False,
-) -> Iterator[Output[Any] | AssetCheckResult]:
+) -> Iterator[Output[Any] | AssetCheckResult | AssetCheckEvaluation]:
     """Run one Factory inside a Dagster step and yield its output and check results.
 
     Args:
@@ -233,14 +234,13 @@ def _emit(
     plan: CheckPlan | None,
     outcomes: list[CheckOutcome],
     as_events: bool,
-) -> Iterator[AssetCheckResult]:
+) -> Iterator[AssetCheckResult | AssetCheckEvaluation]:
     if plan is None:
         return
     for outcome in outcomes:
-        if as_events:
-            context.log_event(outcome.evaluation(plan))  # type: ignore[arg-type]
-        else:
-            yield outcome.result(plan)
+        # an op cannot yield AssetCheckResult (it has no check specs), but it can yield the
+        # evaluation event itself, in order, even right before the step fails
+        yield outcome.evaluation(plan) if as_events else outcome.result(plan)
 
 
 def _blocked_failure(
