@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckResult,
     AssetExecutionContext,
     AssetIn,
@@ -93,7 +94,7 @@ def _build_factory_asset(
     other_deps = [dep for dep in spec.deps if dep.asset_key not in loaded]
     config_class = factory_config_class(node)
 
-    Step = Iterator[Output[Any] | AssetCheckResult]
+    Step = Iterator[Output[Any] | AssetCheckResult | AssetCheckEvaluation]
 
     def execute(context: AssetExecutionContext, config: Any, kwargs: dict[str, Any]) -> Step:
         return factory_step(

@@ -67,7 +67,7 @@ class Validation:
     """
 
     schema: Any
-    blocking: bool | frozenset[str] = False
+    blocking: bool | Iterable[str] = False
     depth: ValidationDepth | str | None = None
     sample_fraction: float | None = None
     failure_cases: int = 5

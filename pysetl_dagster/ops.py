@@ -19,7 +19,6 @@ from dagster import (
     OpDefinition,
     OpExecutionContext,
     Out,
-    Output,
     in_process_executor,
     op,
 )

@@ -120,7 +120,7 @@ def test_blocking_failure_keeps_previous_version_and_stops_downstream(
     assert _materialized(bad) == set()  # neither people nor its consumer
     assert io.current_version_path(key) == good_path  # the previous version stays current
     failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.step_failure_data.user_failure_data.description
+    message = str(failure.step_failure_data.user_failure_data.description)
     assert "Factory People (asset people) failed blocking check(s)" in message
     assert "id__greater_than_or_equal_to" in message and "stays current" in message
     assert "people_count" not in {
@@ -302,7 +302,7 @@ def test_typedspark_schemas_of_the_example_convert(native_outputs: dict[str, Any
 
 
 def test_a_schema_that_is_not_one_is_a_load_error() -> None:
-    people, consumer = people_factories(Validation(json))
+    people, _ = people_factories(Validation(json))
     with pytest.raises(PySetlDefinitionError, match=r"Factory People: its validation schema"):
         pysetl_pipeline(Pipeline().add_stage(Stage().add_factory(people)), name="broken")
 
