@@ -1,15 +1,19 @@
 """The example project `dagster dev` loads: the retail PySetl pipeline as Dagster assets.
 
-Storage goes to `$PYSETL_DAGSTER_STORAGE`, else `$DAGSTER_HOME/pysetl_storage`.
+Storage goes to `$PYSETL_DAGSTER_STORAGE`, else `$DAGSTER_HOME/pysetl_storage`. Inputs are read
+from `$RETAIL_DATA_DIR` (default: the sample CSVs in `definitions/data`; `definitions/data_bad`
+has a broken product feed that the blocking check on `clean_products` stops).
 """
 
 from __future__ import annotations
+
+import os
 
 from pysetl_dagster import build_definitions, pysetl_pipeline
 
 from .retail.pipeline import build_pipeline
 
-retail = pysetl_pipeline(build_pipeline(), name="retail")
+retail = pysetl_pipeline(build_pipeline(os.environ.get("RETAIL_DATA_DIR")), name="retail")
 retail.daily_schedule(cron="0 2 * * *")
 
 defs = build_definitions(

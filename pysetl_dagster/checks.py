@@ -89,15 +89,16 @@ def as_validation(value: Any) -> Validation | None:
 # -- schemas ---------------------------------------------------------------------------------
 
 
-def pandera_schema_from_typedspark(schema: type) -> Any:
+def pandera_schema_from_typedspark(schema: type, **kwargs: Any) -> Any:
     """A `pandera.pyspark.DataFrameSchema` with the columns, types and nullability of a typedspark
-    Schema. Extend it with checks: `.update_columns({"email": {"checks": [...]}})`."""
+    Schema. Extend it with checks: `.update_columns({"email": {"checks": [...]}})`; `kwargs` go to
+    `DataFrameSchema` (e.g. `unique=["id"]`)."""
     import pandera.pyspark as pa
 
     struct = schema.get_structtype()  # type: ignore[attr-defined]
+    kwargs.setdefault("name", schema.__name__)
     return pa.DataFrameSchema(
-        {f.name: pa.Column(f.dataType, nullable=f.nullable) for f in struct.fields},
-        name=schema.__name__,
+        {f.name: pa.Column(f.dataType, nullable=f.nullable) for f in struct.fields}, **kwargs
     )
 
 

@@ -21,6 +21,7 @@ from pysetl_dagster import (
     pysetl_pipeline,
 )
 from pysetl_dagster.checks import build_check_plan, evaluate, observed_exprs
+from tests.conftest import ROOT
 from tests.validation_pipeline import (
     BAD_COUNTS,
     BAD_ROWS,
@@ -320,3 +321,28 @@ def test_checks_run_alone_against_stored_output(
     (evaluation,) = _evaluations(result).values()
     assert evaluation.check_name == "email__str_matches" and not evaluation.passed
     assert evaluation.metadata["failing_rows"].value == 1
+
+
+def test_example_blocks_a_broken_product_feed(resources: dict[str, Any]) -> None:
+    """The README's demo: a product priced 249,000.00 stops at clean_products."""
+    from definitions.retail.pipeline import build_pipeline
+
+    bad = pysetl_pipeline(build_pipeline(ROOT / "definitions" / "data_bad"), name="retail_bad")
+    result = dg.materialize(bad.assets, resources=resources, raise_on_error=False)
+    assert not result.success
+    failed = {
+        (e.asset_key.to_user_string(), e.check_name)
+        for e in _evaluations_list(result)
+        if not e.passed
+    }
+    assert failed == {("clean_products", "unit_price__in_range")}
+    assert "clean_products" not in _materialized(result)
+    assert "enriched_orders" not in _materialized(result)
+
+
+def _evaluations_list(result: Any) -> list[Any]:
+    return [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]

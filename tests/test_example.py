@@ -48,6 +48,10 @@ def test_materialize_equals_native_run(
             "spark/application_id"} <= set(meta)  # fmt: skip
     # observed during the write (no Spark job of its own), and right
     assert meta["dagster/row_count"].value == native_outputs["enriched_orders"].count()
+    # the example's schemas (three declared, the rest from typedspark) all pass
+    checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(checks) >= 40
+    assert all(e.asset_check_evaluation_data.passed for e in checks)
     # one run, one SparkContext: every step reports the same Spark application
     assert len(_spark_app_ids(result.all_events)) == 1
 

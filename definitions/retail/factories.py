@@ -50,6 +50,7 @@ from .schemas import (
     TopProduct,
     TopProductDataSet,
 )
+from .validation import CUSTOMER_VALUE, CUSTOMERS, ORDERS, PRODUCTS
 
 __all__ = [
     "CleanCustomers",
@@ -129,6 +130,8 @@ class CleanCustomers(Factory[CleanCustomerDataSet]):
 
     customers_src = Delivery[CsvSource](delivery_id=CUSTOMERS_CSV)
 
+    validation = CUSTOMERS
+
     def __init__(self) -> None:
         super().__init__()
         self.raw: DataFrame | None = None
@@ -178,6 +181,8 @@ class CleanOrders(Factory[CleanOrderDataSet]):
     quantity or an unknown status, normalises the status and keeps one row per order_id."""
 
     orders_src = Delivery[CsvSource](delivery_id=ORDERS_CSV)
+
+    validation = ORDERS
 
     def __init__(self) -> None:
         super().__init__()
@@ -230,6 +235,8 @@ class CleanProducts(Factory[CleanProductDataSet]):
     a product_id or a positive unit price and keeps one row per product_id."""
 
     products_src = Delivery[CsvSource](delivery_id=PRODUCTS_CSV)
+
+    validation = PRODUCTS
 
     def __init__(self) -> None:
         super().__init__()
@@ -407,6 +414,8 @@ class CustomerLifetimeValue(Factory[CustomerValueDataSet]):
 
     gold_threshold: int = 1000
     silver_threshold: int = 250
+
+    validation = CUSTOMER_VALUE
 
     def __init__(self) -> None:
         super().__init__()
