@@ -91,3 +91,81 @@ def test_ui_materializes_the_pipeline(dagster_dev: DagsterGraphQLClient) -> None
             break
         time.sleep(3)
     assert status == "SUCCESS"
+
+
+CHECKS = """
+query Checks($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name blocking } } } }
+  }
+}
+"""
+
+LAUNCH_CHECK = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+  }
+}
+"""
+
+RUN_CHECKS = """
+query RunChecks($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on AssetCheckEvaluationEvent { evaluation { checkName success severity } }
+        ... on MaterializationEvent { assetKey { path } }
+      }
+    }
+  }
+}
+"""
+
+
+def _wait(client: DagsterGraphQLClient, run_id: str, seconds: float) -> str | None:
+    deadline = time.monotonic() + seconds
+    status = None
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(2)
+    return status
+
+
+def test_ui_shows_checks_and_runs_one_alone(dagster_dev: DagsterGraphQLClient) -> None:
+    """As the asset page's Checks tab does: list the checks, then execute one on its own,
+    against the stored output (runs after test_ui_materializes_the_pipeline)."""
+    node = dagster_dev._execute(CHECKS, {"key": {"path": ["clean_orders"]}})["assetNodeOrError"]
+    checks = {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
+    assert {"schema__columns", "quantity__greater_than", "status__isin", "unique__order_id"} <= set(
+        checks
+    )
+    assert checks["status__isin"]["blocking"]
+
+    params = {
+        "selector": {
+            "repositoryLocationName": "definitions",
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [],
+            "assetCheckSelection": [
+                {"assetKey": {"path": ["clean_orders"]}, "name": "status__isin"}
+            ],
+        },
+        "mode": "default",
+        "executionMetadata": {"tags": []},
+    }
+    launched = dagster_dev._execute(LAUNCH_CHECK, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    assert _wait(dagster_dev, run_id, 240) == "SUCCESS"
+    events = dagster_dev._execute(RUN_CHECKS, {"runId": run_id})["logsForRun"]["events"]
+    evaluations = [e["evaluation"] for e in events if "evaluation" in e]
+    assert evaluations == [{"checkName": "status__isin", "success": True, "severity": "ERROR"}]
+    assert not [e for e in events if e["__typename"] == "MaterializationEvent"]
