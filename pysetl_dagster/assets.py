@@ -125,6 +125,8 @@ def _build_factory_asset(
         fn = compute
 
     out_spec = spec.replace_attributes(deps=[])
+    plan = translated.check_plans.get(node)
+    out_type: Any = plan.dagster_type() if plan is not None else None
     return multi_asset(
         name=output_name,
         outs={
@@ -132,6 +134,7 @@ def _build_factory_asset(
                 out_spec,
                 io_manager_key=io_manager_key,
                 is_required=False,
+                **({"dagster_type": out_type} if out_type is not None else {}),
             )
         },
         ins=ins,

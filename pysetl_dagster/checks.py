@@ -257,6 +257,16 @@ class CheckPlan:
             for c in self.checks
         ]
 
+    def dagster_type(self) -> Any:
+        """A blocking pandas schema is also the output's DagsterType (dagster-pandera), so the
+        UI shows the schema as the type and its type check as Dagster's own. Non-blocking
+        schemas must not fail the step, so they stay checks only."""
+        if self.engine != "pandas" or self.validation.blocking is not True:
+            return None
+        from dagster_pandera import pandera_schema_to_dagster_type
+
+        return pandera_schema_to_dagster_type(self.schema)
+
     def selected(self, keys: Iterable[AssetCheckKey] | None) -> CheckPlan:
         if keys is None:
             return self
@@ -417,10 +427,9 @@ def _records_table(records: Sequence[Mapping[str, Any]]) -> Any:
     )
 
 
-def _cell(value: Any) -> str | int | float | bool | None:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+def _cell(value: Any) -> str | None:
+    """Table cells as text: failure cases mix types in one column (a price, a SKU)."""
+    return None if value is None else str(value)
 
 
 def schema_markdown(plan: CheckPlan) -> str:
