@@ -2,6 +2,7 @@
 
     pysetl-dagster describe -m definitions      # every pipeline the module defines
     pysetl-dagster describe -m definitions --mermaid
+    pysetl-dagster schema infer clean_orders -m definitions [--format yaml] [--out FILE]
 
 Later commands (`migrate`, `init`) hang off the same parser.
 """
@@ -44,13 +45,83 @@ def describe(pipeline: PySetlPipelineDefinitions, mermaid: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _storage_of(module_name: str) -> str:
+    """The storage root of the module's `Definitions` (its `io_manager`), else the default."""
+    import dagster as dg
+
+    from .io_managers import SparkParquetIOManager
+    from .pipelines import default_storage_path
+
+    module = importlib.import_module(module_name)
+    for value in vars(module).values():
+        if isinstance(value, dg.Definitions):
+            io_manager = (value.resources or {}).get("io_manager")
+            if isinstance(io_manager, SparkParquetIOManager):
+                return io_manager.base_path
+    return default_storage_path()
+
+
+def infer_schema(args: argparse.Namespace) -> int:
+    """Write a pandera schema inferred from an asset's current stored version."""
+    import dagster as dg
+    from pyspark.sql import SparkSession
+
+    from .io_managers import PySetlStorageError, SparkParquetIOManager
+    from .schema_inference import model_source, profile, schema_yaml
+
+    sys.path.insert(0, ".")
+    storage = SparkParquetIOManager(base_path=args.storage or _storage_of(args.module))
+    key = dg.AssetKey.from_user_string(args.asset)
+    manifest = storage.current_manifest(key)
+    if manifest is None or manifest.get("format") != "parquet":
+        raise PySetlStorageError(
+            f"Asset {args.asset!r} has no stored Spark output under {storage.base_path}. "
+            "Materialize it first (or pass --storage PATH)."
+        )
+    spark = SparkSession.builder.master("local[2]").appName("pysetl-dagster schema").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    df = storage.read_version(storage.asset_dir(key) / manifest["version"], manifest.get("schema"))
+    profiles = profile(df, args.max_categories)
+    name = key.path[-1]
+    text = schema_yaml(profiles, name) if args.format == "yaml" else model_source(profiles, name)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text)
+        print(f"wrote {args.out} ({len(profiles)} columns)", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pysetl-dagster", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     describe_cmd = commands.add_parser("describe", help="print pipelines, assets and wiring")
     describe_cmd.add_argument("-m", "--module", required=True, help="module defining pipelines")
     describe_cmd.add_argument("--mermaid", action="store_true", help="also print the diagrams")
+    schema_cmd = commands.add_parser("schema", help="pandera schemas of stored outputs")
+    schema_commands = schema_cmd.add_subparsers(dest="schema_command", required=True)
+    infer_cmd = schema_commands.add_parser(
+        "infer", help="infer a pandera model from an asset's stored output (one Spark pass)"
+    )
+    infer_cmd.add_argument("asset", help="asset key, e.g. clean_orders or prefix/name")
+    infer_cmd.add_argument("-m", "--module", default="definitions", help="module with Definitions")
+    infer_cmd.add_argument("--storage", help="storage root (default: the module's io_manager)")
+    infer_cmd.add_argument("--format", choices=["python", "yaml"], default="python")
+    infer_cmd.add_argument("--out", help="file to write (default: print)")
+    infer_cmd.add_argument(
+        "--max-categories",
+        type=int,
+        default=20,
+        help="string columns with at most this many values get an isin check",
+    )
     args = parser.parse_args(argv)
+    if args.command == "schema":
+        try:
+            return infer_schema(args)
+        except Exception as exc:  # one line, not a traceback, for a CLI user
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     try:
         pipelines = _pipelines_of(args.module)
     except PySetlDefinitionError as exc:

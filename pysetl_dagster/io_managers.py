@@ -158,7 +158,11 @@ class SparkParquetIOManager(ConfigurableIOManager):
             exprs = observe or [F.count(F.lit(1)).alias("__rows")]
             value.observe(observation, *exprs).write.mode("errorifexists").parquet(str(target))
             return StoredVersion(
-                location, version, "parquet", asset_key, dict(observation.get),
+                location,
+                version,
+                "parquet",
+                asset_key,
+                dict(observation.get),
                 value.schema.json(),
             )
         target.mkdir()
@@ -184,8 +188,13 @@ class SparkParquetIOManager(ConfigurableIOManager):
         self._switch_manifest(stored.location, manifest)
         self._prune(stored.location, keep=stored.version)
         return StoredVersion(
-            stored.location, stored.version, stored.format, stored.asset_key, stored.observed,
-            stored.schema_json, published=True,
+            stored.location,
+            stored.version,
+            stored.format,
+            stored.asset_key,
+            stored.observed,
+            stored.schema_json,
+            published=True,
         )
 
     def reject(self, stored: StoredVersion) -> Path:
