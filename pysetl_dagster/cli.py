@@ -2,8 +2,9 @@
 
     pysetl-dagster describe -m definitions      # every pipeline the module defines
     pysetl-dagster describe -m definitions --mermaid
+    pysetl-dagster migrate legacy_jobs/ --out migrated/ --verify   # scripts -> Factories
 
-Later commands (`migrate`, `init`) hang off the same parser.
+Later commands (`init`) hang off the same parser.
 """
 
 from __future__ import annotations
@@ -50,7 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     describe_cmd = commands.add_parser("describe", help="print pipelines, assets and wiring")
     describe_cmd.add_argument("-m", "--module", required=True, help="module defining pipelines")
     describe_cmd.add_argument("--mermaid", action="store_true", help="also print the diagrams")
+    from .migrate.cli import add_parser as add_migrate_parser
+
+    add_migrate_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        from .migrate.cli import run as run_migrate
+
+        return run_migrate(args)
     try:
         pipelines = _pipelines_of(args.module)
     except PySetlDefinitionError as exc:
