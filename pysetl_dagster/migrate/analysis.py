@@ -146,6 +146,14 @@ class Analysis:
     def migratable(self) -> bool:
         return not self.problems
 
+    def span(self, st: Statement) -> str:
+        """`line 3-5`, or `cell 2, line 1-3` in a notebook."""
+        start, end = self.where(st.start), self.where(st.end)
+        if start == end:
+            return start
+        head, _, last = end.rpartition("line ")
+        return f"{start}-{last}" if start.startswith(head) else f"{start} to {end}"
+
     def where(self, line: int) -> str:
         """A source position for the report (`cell 3, line 2` in a notebook)."""
         return self.line_map.get(line, f"line {line}")
@@ -257,7 +265,9 @@ class _Source:
         try:
             self.module = cst.parse_module(text)
         except cst.ParserSyntaxError as exc:
-            raise MigrationSyntaxError(str(path), exc.raw_line, exc.raw_column, exc.message) from None
+            raise MigrationSyntaxError(
+                str(path), exc.raw_line, exc.raw_column, exc.message
+            ) from None
         self.wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
         self.positions = self.wrapper.resolve(PositionProvider)
 
@@ -292,7 +302,9 @@ def _is_main_guard(node: cst.BaseStatement) -> bool:
     return test in ('__name__=="__main__"', '"__main__"==__name__')
 
 
-def analyze(path: Path, text: str | None = None, line_map: dict[int, str] | None = None) -> Analysis:
+def analyze(
+    path: Path, text: str | None = None, line_map: dict[int, str] | None = None
+) -> Analysis:
     """Analyse one script (or a notebook's code already joined into one script)."""
     text = path.read_text(encoding="utf-8") if text is None else text
     src = _Source(path, text)
@@ -338,7 +350,6 @@ def analyze(path: Path, text: str | None = None, line_map: dict[int, str] | None
                 else:
                     flow_nodes.append((inner, True))
 
-    entry_body = {id(s) for s, top in flow_nodes if not top}
     guard_rest = [(n, t) for n, t in flow_nodes if t]
     body = [(n, t) for n, t in flow_nodes if not t]
     top: list[tuple[cst.BaseStatement, bool]] = []
@@ -363,15 +374,15 @@ def analyze(path: Path, text: str | None = None, line_map: dict[int, str] | None
     module_spark_names: set[str] = set()
     for fname, fn_ast in function_ast.items():
         for sub in ast.walk(fn_ast):
-            if isinstance(sub, ast.Call) and _attr_chain(sub)[-1:] in (["exec"], ["eval"]):
-                if fname != entry:
-                    problems.append(
-                        Problem(
-                            src.positions[functions[fname]].start.line + sub.lineno - 1,
-                            f"dynamic code ({_attr_chain(sub)[-1]}) in function {fname}()",
-                            "replace it with plain Python the migration can read",
-                        )
+            is_exec = isinstance(sub, ast.Call) and _attr_chain(sub)[-1:] in (["exec"], ["eval"])
+            if is_exec and fname != entry:
+                problems.append(
+                    Problem(
+                        src.positions[functions[fname]].start.line + sub.lineno - 1,
+                        f"dynamic code ({_attr_chain(sub)[-1]}) in function {fname}()",
+                        "replace it with plain Python the migration can read",
                     )
+                )
 
     writes_in: dict[str, bool] = {
         name: _has_write(fn) for name, fn in function_ast.items() if name != entry
@@ -414,10 +425,15 @@ def analyze(path: Path, text: str | None = None, line_map: dict[int, str] | None
             if st.kind == "session":
                 continue
             tree = _parse_stmt(st.code)
-            touches = bool(st.uses & data) or _has_read(tree) or _has_write(tree) or any(
-                isinstance(c.func, ast.Name)
-                and (writes_in.get(c.func.id) or reads_in.get(c.func.id))
-                for c in _calls(tree)
+            touches = (
+                bool(st.uses & data)
+                or _has_read(tree)
+                or _has_write(tree)
+                or any(
+                    isinstance(c.func, ast.Name)
+                    and (writes_in.get(c.func.id) or reads_in.get(c.func.id))
+                    for c in _calls(tree)
+                )
             )
             if touches and st.kind != "data":
                 st.kind = "data"
@@ -441,7 +457,9 @@ def analyze(path: Path, text: str | None = None, line_map: dict[int, str] | None
     )
     for st in statements:
         if st.kind == "display":
-            notes.append(f"{_pos(line_map, st.start)}: `{_short(st.code)}` only shows data: dropped")
+            notes.append(
+                f"{_pos(line_map, st.start)}: `{_short(st.code)}` only shows data: dropped"
+            )
         if st.kind == "session":
             notes.append(
                 f"{_pos(line_map, st.start)}: the SparkSession the script builds is replaced by "
@@ -488,7 +506,9 @@ def _pos(line_map: dict[int, str] | None, line: int) -> str:
 
 
 def _short(code: str) -> str:
-    lines = [ln.strip() for ln in code.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    lines = [
+        ln.strip() for ln in code.splitlines() if ln.strip() and not ln.strip().startswith("#")
+    ]
     first = lines[0] if lines else ""
     return first if len(first) <= 70 else first[:67] + "..."
 
@@ -533,12 +553,12 @@ def _classify(
         if isinstance(value, ast.Call):
             chain = _attr_chain(value)
             last = chain[-1] if chain else ""
-            if last in DISPLAY_METHODS or (
+            shows = last in DISPLAY_METHODS or (
                 isinstance(value.func, ast.Name) and value.func.id in {"print", "display"}
-            ):
-                if not _has_write(value):
-                    st.kind = "display"
-                    return
+            )
+            if shows and not _has_write(value):
+                st.kind = "display"
+                return
     for call in calls:
         if isinstance(call.func, ast.Name) and call.func.id in DYNAMIC_CALLS:
             problems.append(
@@ -551,8 +571,11 @@ def _classify(
         chain = _attr_chain(call)
         last = chain[-1] if chain else ""
         grouped = {"groupBy", "groupby", "rollup", "cube", "pivot", "agg"} & set(chain)
-        if last in BLOCKING_METHODS and len(chain) >= 2 and chain[0] in data and not (
-            last == "count" and grouped
+        if (
+            last in BLOCKING_METHODS
+            and len(chain) >= 2
+            and chain[0] in data
+            and not (last == "count" and grouped)
         ):
             problems.append(
                 Problem(
@@ -574,7 +597,11 @@ def _classify(
             else:
                 words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query.lower()))
                 st.uses |= {f"view:{v}" for v in views if v in words}
-        if len(chain) >= 2 and chain[0] in spark_names and chain[1:] in (["table"], ["read", "table"]):
+        if (
+            len(chain) >= 2
+            and chain[0] in spark_names
+            and chain[1:] in (["table"], ["read", "table"])
+        ):
             table = _const_str(call.args[0]) if call.args else None
             if table:
                 st.uses |= {f"view:{table.lower()}", f"table:{table.lower()}"}
@@ -583,7 +610,11 @@ def _classify(
             if table:
                 st.defs.add(f"table:{table.lower()}")
                 st.uses.add(f"table:{table.lower()}")
-        if isinstance(call.func, ast.Name) and call.func.id in {"open"} and (st.uses & data - spark_names):
+        if (
+            isinstance(call.func, ast.Name)
+            and call.func.id in {"open"}
+            and (st.uses & data - spark_names)
+        ):
             problems.append(
                 Problem(
                     st.start,
@@ -660,17 +691,8 @@ class _UnionFind:
 
 def propose_units(statements: list[Statement], spark_names: set[str]) -> list[Unit]:
     """Group the data statements into Factories (see the module docstring)."""
-    data = [s for s in statements if s.kind == "data"]
-    pos = {s.index: i for i, s in enumerate(data)}
-    # Resolve every use to the statement that last defined the name before it.
-    current: dict[str, int] = {}
-    edges: list[tuple[int, int, str]] = []  # producer, consumer, name
-    for i, st in enumerate(data):
-        for name in sorted(st.uses - spark_names):
-            if name in current:
-                edges.append((current[name], i, name))
-        for name in st.defs:
-            current[name] = i
+    # Every use resolves to the statement that last defined the name before it.
+    data, edges = data_edges(statements, spark_names)
     consumers: dict[int, set[int]] = {}
     for p, c, _ in edges:
         consumers.setdefault(p, set()).add(c)
@@ -716,41 +738,101 @@ def propose_units(statements: list[Statement], spark_names: set[str]) -> list[Un
                 if r in _reachable(deps, d):
                     changed |= uf.union(r, d)
     groups = _groups(uf, len(data))
-    order = sorted(groups, key=lambda r: max(groups[r]))
-    uid_of = {r: k for k, r in enumerate(order)}
+    return build_units(data, edges, list(groups.values()))
+
+
+def data_edges(
+    statements: list[Statement], spark_names: set[str]
+) -> tuple[list[Statement], list[tuple[int, int, str]]]:
+    """The data statements and (producer, consumer, name) edges between them."""
+    data = [s for s in statements if s.kind == "data"]
+    current: dict[str, int] = {}
+    edges: list[tuple[int, int, str]] = []
+    for i, st in enumerate(data):
+        for name in sorted(st.uses - spark_names):
+            if name in current:
+                edges.append((current[name], i, name))
+        for name in st.defs:
+            current[name] = i
+    return data, edges
+
+
+def build_units(
+    data: list[Statement],
+    edges: list[tuple[int, int, str]],
+    groups: list[set[int]],
+    names: dict[int, str] | None = None,
+) -> list[Unit]:
+    """Units from a grouping of the data statements (positions in `data`).
+
+    Raises ValueError when the grouping cannot be a pipeline: a group that would deliver two
+    DataFrames (or a value that is not one), or two groups that need each other.
+    """
+    order = sorted(range(len(groups)), key=lambda g: min(groups[g]))
+    group_of = {m: g for g in range(len(groups)) for m in groups[g]}
+    deps: dict[int, set[int]] = {g: set() for g in range(len(groups))}
+    for p, c, name in edges:
+        gp, gc = group_of[p], group_of[c]
+        if gp != gc:
+            deps[gc].add(gp)
+            if name not in data[p].df_defs or name in data[p].mutates or ":" in name:
+                raise ValueError(
+                    f"`{name}` (line {data[p].start}) is not a DataFrame: line {data[p].start} "
+                    f"and line {data[c].start} must stay in one Factory"
+                )
+    for g in deps:
+        if g in _reachable(deps, g):
+            raise ValueError(
+                "these Factories would need each other: lines "
+                + ", ".join(str(data[m].start) for m in sorted(groups[g]))
+            )
     units: list[Unit] = []
     used_names: set[str] = set()
-    for r in order:
-        members = sorted(groups[r])
+    for uid, g in enumerate(order):
+        members = groups[g]
         inputs: dict[str, int] = {}
-        output: str | None = None
+        exports: set[str] = set()
         for p, c, name in edges:
-            if c in groups[r] and p not in groups[r]:
-                inputs[name] = uid_of[uf.find(p)]
-            if p in groups[r] and c not in groups[r]:
-                output = name
-        stmts = [data[m] for m in members]
+            if c in members and p not in members:
+                inputs[name] = order.index(group_of[p])
+            if p in members and c not in members:
+                exports.add(name)
+        if len(exports) > 1:
+            raise ValueError(
+                f"one Factory would deliver {len(exports)} DataFrames "
+                f"({', '.join(sorted(exports))}): a Factory delivers one"
+            )
+        output = next(iter(exports), None)
+        stmts = [data[m] for m in sorted(members)]
         if output is None and not any(s.is_sink for s in stmts):
             last_df = [n for s in stmts for n in sorted(s.df_defs)]
             output = last_df[-1] if last_df else None
-        unit = Unit(
-            name=_unique(_unit_name(stmts, output, inputs), used_names),
-            statements=stmts,
-            inputs=inputs,
-            output=output,
-            uid=uid_of[r],
+        wanted = (names or {}).get(min(members)) or _unit_name(stmts, output, inputs)
+        units.append(
+            Unit(
+                name=_unique(wanted, used_names),
+                statements=stmts,
+                inputs=inputs,
+                output=output,
+                uid=uid,
+            )
         )
-        units.append(unit)
     assign_stages(units)
-    del pos
     return units
 
 
 def assign_stages(units: list[Unit]) -> None:
     """Stage = longest path from a source: a Stage only reads from earlier Stages."""
     by_uid = {u.uid: u for u in units}
-    for u in sorted(units, key=lambda u: u.uid):
-        u.stage = max((by_uid[p].stage + 1 for p in u.inputs.values() if p in by_uid), default=0)
+    done: dict[int, int] = {}
+
+    def stage(uid: int) -> int:
+        if uid not in done:
+            done[uid] = max((stage(p) + 1 for p in by_uid[uid].inputs.values()), default=0)
+        return done[uid]
+
+    for u in units:
+        u.stage = stage(u.uid)
 
 
 def _groups(uf: _UnionFind, n: int) -> dict[int, set[int]]:

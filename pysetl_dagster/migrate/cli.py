@@ -1,9 +1,9 @@
 """`pysetl-dagster migrate`: the command line of the migration tool.
 
-    pysetl-dagster migrate legacy/ --out migrated/ --verify
-    pysetl-dagster migrate job.py --out migrated/ --dry-run
-    pysetl-dagster migrate notebook.ipynb --out migrated/ --interactive
-    pysetl-dagster migrate --restore migrated/
+pysetl-dagster migrate legacy/ --out migrated/ --verify
+pysetl-dagster migrate job.py --out migrated/ --dry-run
+pysetl-dagster migrate notebook.ipynb --out migrated/ --interactive
+pysetl-dagster migrate --restore migrated/
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
             return 0
         backup = write_outputs(out, files, force=args.force)
         if backup is not None:
-            console.print(f"previous files backed up to {backup} (--restore {out} brings them back)")
+            console.print(
+                f"previous files backed up to {backup} (--restore {out} brings them back)"
+            )
         if args.verify:
             migrated = [r for r in results if r.migratable]
             with _progress(console) as progress:

@@ -71,7 +71,7 @@ def generate(analysis: Analysis) -> dict[str, str]:
         f'"""PySetl pipeline migrated from `{source}` by `pysetl-dagster migrate`.',
         "",
         "The business logic is the script's own code, statement for statement (see",
-        "MIGRATION.md for which lines went where). The command line the script took comes",
+        "reports/ for which lines went where). The command line the script took comes",
         f"from `${env}` (unset: the script's own defaults).",
         '"""',
         "",
@@ -155,8 +155,7 @@ def _factory(unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: obje
     assert callable(slot)
     name = unit.name
     where = ", ".join(
-        analysis.where(s.start) + (f"-{s.end}" if s.end != s.start else "")
-        for s in unit.statements
+        analysis.span(s) for s in unit.statements
     )
     kind = "Writes" if unit.is_sink else "Delivers"
     written = [v for v in sorted(unit.inputs) if ":" not in v]
@@ -171,9 +170,7 @@ def _factory(unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: obje
     for var, producer in inputs:
         if ":" in var:
             continue
-        lines.append(
-            f"    {var}_in = Delivery[_DataFrame](producer={by_uid[producer].name})"
-        )
+        lines.append(f"    {var}_in = Delivery[_DataFrame](producer={by_uid[producer].name})")
     code = "".join(s.code for s in unit.statements)
     uses = set().union(*(s.uses for s in unit.statements))
     local_spark = sorted((analysis.spark_names - analysis.module_spark_names) & uses)
@@ -236,7 +233,9 @@ def format_package(directory: Path) -> list[str]:
         text=True,
         check=False,
     )
-    subprocess.run([ruff, "format", *common, "-q", str(directory)], capture_output=True, check=False)
+    subprocess.run(
+        [ruff, "format", *common, "-q", str(directory)], capture_output=True, check=False
+    )
     result = subprocess.run(
         [ruff, "check", *common, "-q", str(directory)], capture_output=True, text=True, check=False
     )

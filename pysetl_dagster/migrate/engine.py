@@ -145,9 +145,7 @@ def diff_text(out: Path, files: dict[str, str]) -> str:
     for rel, text in sorted(files.items()):
         target = out / rel
         old = target.read_text(encoding="utf-8").splitlines(True) if target.exists() else []
-        chunks.extend(
-            difflib.unified_diff(old, text.splitlines(True), f"a/{rel}", f"b/{rel}")
-        )
+        chunks.extend(difflib.unified_diff(old, text.splitlines(True), f"a/{rel}", f"b/{rel}"))
     return "".join(chunks)
 
 
@@ -229,7 +227,7 @@ def verify_results(
     inputs_dir: Path | None = None,
     argv: list[str] | None = None,
     on_done: Callable[[FileResult], None] | None = None,
-    batch_size: int = 8,
+    batch_size: int = 16,
 ) -> None:
     """Run `--verify` for every migrated file (see `verify.py`)."""
     items = []

@@ -43,7 +43,7 @@ def render_report(result: FileResult) -> str:
         by_uid = {u.uid: u for u in a.units}
         for u in sorted(a.units, key=lambda u: (u.stage, u.uid)):
             where = ", ".join(
-                a.where(s.start) + (f"-{s.end}" if s.end != s.start else "") for s in u.statements
+                a.span(s) for s in u.statements
             )
             receives = ", ".join(
                 f"`{v}` from {by_uid[p].name}" for v, p in sorted(u.inputs.items()) if ":" not in v
@@ -81,7 +81,12 @@ def render_report(result: FileResult) -> str:
 
 def render_summary(results: list[FileResult]) -> str:
     """One line per file: Factories, sinks, verified or why not."""
-    lines = ["# Migration summary", "", "| File | Factories | Sinks | Result |", "|---|---|---|---|"]
+    lines = [
+        "# Migration summary",
+        "",
+        "| File | Factories | Sinks | Result |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         units = [u for u in r.analysis.units if u.enabled] if r.analysis else []
         sinks = sum(1 for u in units if u.is_sink)

@@ -97,7 +97,12 @@ def verify_many(
                     spec_path,
                     log,
                     subprocess.Popen(
-                        [sys.executable, "-m", "pysetl_dagster.migrate.verify_worker", str(spec_path)],
+                        [
+                            sys.executable,
+                            "-m",
+                            "pysetl_dagster.migrate.verify_worker",
+                            str(spec_path),
+                        ],
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         env=env,
