@@ -86,6 +86,7 @@ class Statement:
     is_sink: bool = False
     is_source: bool = False
     top_level: bool = True
+    column_only: bool = False
     note: str = ""
 
 
@@ -351,7 +352,7 @@ def analyze(
                     flow_nodes.append((inner, True))
 
     guard_rest = [(n, t) for n, t in flow_nodes if t]
-    body = [(n, t) for n, t in flow_nodes if not t]
+    entry_flow = [(n, t) for n, t in flow_nodes if not t]
     top: list[tuple[cst.BaseStatement, bool]] = []
     for node in module.body:
         if isinstance(node, cst.SimpleStatementLine) and all(
@@ -366,9 +367,10 @@ def analyze(
         elif not _is_main_guard(node):
             top.append((node, True))
     # Source order: module statements, then the entry point's body, then the rest of the guard.
-    ordered = top + body + guard_rest
+    ordered = top + entry_flow + guard_rest
 
     statements = [src.statement(n, i, t) for i, (n, t) in enumerate(ordered)]
+    spark_imports = _pyspark_names(imports, module)
     spark_config: dict[str, str] = {}
     spark_names: set[str] = set()
     module_spark_names: set[str] = set()
@@ -378,7 +380,7 @@ def analyze(
             if is_exec and fname != entry:
                 problems.append(
                     Problem(
-                        src.positions[functions[fname]].start.line + sub.lineno - 1,
+                        src.positions[functions[fname]].start.line + getattr(sub, "lineno", 1) - 1,
                         f"dynamic code ({_attr_chain(sub)[-1]}) in function {fname}()",
                         "replace it with plain Python the migration can read",
                     )
@@ -435,7 +437,10 @@ def analyze(
                     for c in _calls(tree)
                 )
             )
-            if touches and st.kind != "data":
+            # Column expressions and window specs need a live Spark: not at import time.
+            column_only = not touches and _needs_spark(tree, spark_imports)
+            st.column_only = column_only
+            if (touches or column_only) and st.kind != "data":
                 st.kind = "data"
                 changed = True
             if st.kind == "data" and not st.defs <= data:
@@ -449,7 +454,7 @@ def analyze(
         tree = _parse_stmt(st.code)
         _classify(st, tree, data, spark_names, writes_in, views, defined_views, problems)
 
-    config = _config_of(statements, module)
+    config = _config_of(text)
     argv_prelude = any(
         re.search(r"\bsys\.argv\b|parse_args\(|getopt", st.code)
         for st in statements
@@ -511,6 +516,34 @@ def _short(code: str) -> str:
     ]
     first = lines[0] if lines else ""
     return first if len(first) <= 70 else first[:67] + "..."
+
+
+def _pyspark_names(imports: list[cst.BaseStatement], module: cst.Module) -> set[str]:
+    """Names the script imports from pyspark, except data types (those need no session)."""
+    names: set[str] = set()
+    for node in imports:
+        for imp in ast.parse(module.code_for_node(node).strip()).body:
+            if isinstance(imp, ast.ImportFrom) and (imp.module or "").startswith("pyspark"):
+                if imp.module != "pyspark.sql.types":
+                    names |= {a.asname or a.name for a in imp.names}
+            elif isinstance(imp, ast.Import):
+                names |= {
+                    (a.asname or a.name).split(".")[0]
+                    for a in imp.names
+                    if a.name.startswith("pyspark")
+                }
+    return names
+
+
+def _needs_spark(node: ast.AST, spark_imports: set[str]) -> bool:
+    """Calls into pyspark that build columns or window specs (UDF wrappers excepted)."""
+    for call in _calls(node):
+        chain = _attr_chain(call)
+        if chain and chain[0] in spark_imports and chain[-1] not in {"udf", "pandas_udf"}:
+            if chain[0] in {"SparkSession", "DataFrame"}:
+                continue
+            return True
+    return False
 
 
 def _has_write(node: ast.AST) -> bool:
@@ -637,6 +670,8 @@ def _classify(
     )
     df_uses = (st.uses & data) - spark_names
     st.is_source = not st.is_sink and not {u for u in df_uses if ":" not in u}
+    if st.column_only:
+        return
     if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
         target = stmt.targets[0]
         value = stmt.value
@@ -650,12 +685,12 @@ def _classify(
         st.df_defs.add(stmt.target.id)
 
 
-def _config_of(statements: list[Statement], module: cst.Module) -> dict[str, str]:
+def _config_of(text: str) -> dict[str, str]:
     """Arguments and config the script reads, with the defaults it gives them."""
     config: dict[str, str] = {}
-    for st in statements:
-        tree = _parse_stmt(st.code)
-        for call in _calls(tree):
+    tree = ast.parse(text)
+    for st in [tree]:
+        for call in _calls(st):
             chain = _attr_chain(call)
             if chain[-1:] == ["add_argument"] and call.args:
                 flag = _const_str(call.args[0]) or "?"
@@ -663,11 +698,14 @@ def _config_of(statements: list[Statement], module: cst.Module) -> dict[str, str
                 config[f"argument {flag}"] = ast.unparse(default) if default else "(required)"
             if chain[-1:] == ["load"] and chain[:1] == ["json"]:
                 config["JSON config"] = ast.unparse(call)
-        for sub in ast.walk(tree):
+        for sub in ast.walk(st):
+            if isinstance(sub, ast.IfExp) and "sys.argv[" in ast.unparse(sub.body):
+                config[ast.unparse(sub.body)] = ast.unparse(sub.orelse)
+                continue
             if isinstance(sub, ast.Subscript) and _attr_chain(sub.value) == ["sys", "argv"]:
-                config[f"sys.argv[{ast.unparse(sub.slice)}]"] = _short(st.code)
+                config.setdefault(f"sys.argv[{ast.unparse(sub.slice)}]", "(required)")
             if isinstance(sub, ast.Call) and _attr_chain(sub)[:2] == ["os", "environ"]:
-                config["environment"] = _short(st.code)
+                config["environment"] = ast.unparse(sub)
     return config
 
 

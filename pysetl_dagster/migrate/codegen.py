@@ -154,9 +154,7 @@ def generate(analysis: Analysis) -> dict[str, str]:
 def _factory(unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: object) -> list[str]:
     assert callable(slot)
     name = unit.name
-    where = ", ".join(
-        analysis.span(s) for s in unit.statements
-    )
+    where = ", ".join(analysis.span(s) for s in unit.statements)
     kind = "Writes" if unit.is_sink else "Delivers"
     written = [v for v in sorted(unit.inputs) if ":" not in v]
     what = unit.output or (written[0] if written else "its result")
@@ -190,7 +188,12 @@ def _factory(unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: obje
     for var, _ in inputs:
         if ":" not in var:
             lines.append(f"        {var} = self.{var}_in.get()")
-    lines.append("        " + slot([s.node for s in unit.statements]))
+    nodes = [s.node for s in unit.statements]
+    first = nodes[0]
+    if isinstance(first, cst.SimpleStatementLine | cst.BaseCompoundStatement):
+        kept = [line for line in first.leading_lines if line.comment is not None]
+        nodes[0] = first.with_changes(leading_lines=kept)
+    lines.append("        " + slot(nodes))
     output = unit.output
     if output is None:
         written = [v for v, _ in inputs if ":" not in v]

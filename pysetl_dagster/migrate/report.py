@@ -42,9 +42,7 @@ def render_report(result: FileResult) -> str:
         ]
         by_uid = {u.uid: u for u in a.units}
         for u in sorted(a.units, key=lambda u: (u.stage, u.uid)):
-            where = ", ".join(
-                a.span(s) for s in u.statements
-            )
+            where = ", ".join(a.span(s) for s in u.statements)
             receives = ", ".join(
                 f"`{v}` from {by_uid[p].name}" for v, p in sorted(u.inputs.items()) if ":" not in v
             )
