@@ -167,7 +167,7 @@ def test_dry_run_prints_plan_and_diff_writes_nothing(tmp_path: Path) -> None:
     text = printed.getvalue()
     assert code == 0
     assert not out.exists()
-    assert "stage 1 Ranked" in text and "lines 9-11" in text
+    assert "stage 1 Ranked" in text and "lines 8, 9-11" in text
     assert "+++ b/window_ranking/pipeline.py" in text
 
 
