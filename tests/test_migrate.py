@@ -230,3 +230,27 @@ def test_wizard_renames_merges_splits_and_picks_sinks(tmp_path: Path) -> None:
     assert 'enriched.write.mode("overwrite").json' not in code_text
     report = (out / "reports" / "joins_three_sources.md").read_text()
     assert "sink not picked" in report
+
+
+def test_analysis_never_runs_the_input(tmp_path: Path) -> None:
+    marker = tmp_path / "ran.txt"
+    script = tmp_path / "side_effects.py"
+    script.write_text(
+        "from pyspark.sql import SparkSession\n"
+        f"open({str(marker)!r}, 'w').write('imported')\n"
+        "spark = SparkSession.builder.getOrCreate()\n"
+        "spark.read.json('in.json').write.parquet('out/x')\n"
+    )
+    assert main(["migrate", str(script), "--out", str(tmp_path / "out")]) == 0
+    assert not marker.exists()
+    assert (tmp_path / "out" / "side_effects" / "pipeline.py").exists()
+
+
+def test_missing_source_is_an_error_naming_it(tmp_path: Path) -> None:
+    err = io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stderr(err):
+        code = main(["migrate", str(tmp_path / "nope.py"), "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert "nope.py does not exist" in err.getvalue()
