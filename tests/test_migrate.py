@@ -35,6 +35,7 @@ MIGRATABLE = [
     "sql_temp_views",
     "sysargv_script",
     "udf_categories",
+    "warehouse_tables",
     "window_ranking",
 ]
 REPORTED = {"collect_midway": "collect()", "pandas_driver_loop": "toPandas()"}
@@ -145,7 +146,7 @@ def test_business_logic_and_comments_are_kept(migrated: tuple[Path, int, str]) -
     out, _, _ = migrated
     code = (out / "udf_categories" / "pipeline.py").read_text()
     assert "# Business rule from the sales team: 1 is single, up to 3 is small, else bulk." in code
-    assert '@F.udf(returnType=StringType())' in code
+    assert "@F.udf(returnType=StringType())" in code
     linear = (out / "linear_orders" / "pipeline.py").read_text()
     assert "# Only completed orders count towards revenue." in linear
     assert "SparkSession.builder" not in linear

@@ -628,6 +628,15 @@ def _classify(
             if query is None:
                 st.uses |= {f"view:{v}" for v in defined_views}
             else:
+                for table in re.findall(
+                    r"\b(?:create|replace|insert\s+(?:into|overwrite)(?:\s+table)?)\s+"
+                    r"(?:or\s+replace\s+)?(?:table\s+)?(?:if\s+not\s+exists\s+)?"
+                    r"([A-Za-z_][A-Za-z0-9_.]*)",
+                    query,
+                    flags=re.IGNORECASE,
+                ):
+                    st.defs.add(f"table:{table.lower()}")
+                    st.uses.add(f"table:{table.lower()}")
                 words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query.lower()))
                 st.uses |= {f"view:{v}" for v in views if v in words}
         if (
@@ -892,7 +901,7 @@ def _reachable(deps: dict[int, set[int]], start: int) -> set[int]:
 
 
 def _unit_name(stmts: list[Statement], output: str | None, inputs: dict[str, int]) -> str:
-    if any(s.is_sink for s in stmts):
+    if any(s.is_sink for s in stmts) and not output:
         written = [n for n in sorted(inputs) if ":" not in n]
         local = [n for s in stmts for n in sorted(s.df_defs)]
         target = output or (local[-1] if local else written[0] if written else "output")

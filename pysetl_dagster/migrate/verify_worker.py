@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -80,6 +81,22 @@ def _run_generated(item: dict[str, Any]) -> None:
         raise RuntimeError(f"run of {item['name']}_assets failed")
 
 
+def _collect_tables(spark: SparkSession, sandbox: Path) -> None:
+    """Copy the tables a run saved into its sandbox (`_tables/<name>`, compared like any other
+    sink), then forget them and its temp views so the next script starts clean."""
+    for table in spark.catalog.listTables():
+        if table.isTemporary:
+            spark.catalog.dropTempView(table.name)
+            continue
+        rows = spark.sql(f"DESCRIBE TABLE EXTENDED `{table.name}`").collect()
+        location = next((r.data_type for r in rows if r.col_name == "Location"), None)
+        if location:
+            source = Path(location.removeprefix("file:"))
+            if source.exists():
+                shutil.copytree(source, sandbox / "_tables" / table.name, dirs_exist_ok=True)
+        spark.sql(f"DROP TABLE IF EXISTS `{table.name}`")
+
+
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     spark = _session(spec["warehouse"])
@@ -95,9 +112,7 @@ def main(spec_path: str) -> int:
             results[item["name"]] = {"ok": False, "error": "".join(tb[-3:]).strip()[-1500:]}
         finally:
             os.chdir(home)
-            for table in spark.catalog.listTables():
-                if table.isTemporary:
-                    spark.catalog.dropTempView(table.name)
+            _collect_tables(spark, Path(item["sandbox"]))
     Path(spec_path).with_suffix(".result.json").write_text(json.dumps(results))
     return 0
 
