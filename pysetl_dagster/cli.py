@@ -3,8 +3,9 @@
     pysetl-dagster describe -m definitions      # every pipeline the module defines
     pysetl-dagster describe -m definitions --mermaid
     pysetl-dagster schema infer clean_orders -m definitions [--format yaml] [--out FILE]
+    pysetl-dagster migrate legacy_jobs/ --out migrated/ --verify   # scripts -> Factories
 
-Later commands (`migrate`, `init`) hang off the same parser.
+Later commands (`init`) hang off the same parser.
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=20,
         help="string columns with at most this many values get an isin check",
     )
+    from .migrate.cli import add_parser as add_migrate_parser
+
+    add_migrate_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "schema":
         try:
@@ -122,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # one line, not a traceback, for a CLI user
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
+    if args.command == "migrate":
+        from .migrate.cli import run as run_migrate
+
+        return run_migrate(args)
     try:
         pipelines = _pipelines_of(args.module)
     except PySetlDefinitionError as exc:

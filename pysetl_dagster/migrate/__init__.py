@@ -1,0 +1,1 @@
+"""`pysetl-dagster migrate`: PySpark scripts and notebooks become PySetl pipelines for Dagster."""

@@ -1,0 +1,920 @@
+"""Static analysis of a PySpark script: which statements read, transform and write data.
+
+Nothing here imports or runs the input. The script is parsed twice: `libcst` keeps every
+statement with its comments and formatting (so generation can carry it over verbatim) and `ast`
+answers the questions (which names a statement reads and writes, which calls it makes).
+
+The flow is the script's top-level statements plus the body of the entry point its
+`if __name__ == "__main__":` block calls (`main()`). Each statement of the flow is one of:
+
+* `session`  builds the SparkSession: dropped, its `.config(...)` pairs become Spark config;
+* `prelude`  touches no data (argparse, constants, a JSON config): kept at module level;
+* `data`     reads, transforms or writes DataFrames: grouped into Factories;
+* `display`  only shows data (`show()`, `print(df.count())`): dropped with a note.
+
+Statements become Factories by a union-find over the data flow: a value that is not a
+DataFrame (a list of frames, a temp view, a table) is merged into its consumers, a
+transformation used once is merged into its consumer, and a source read, a value used twice
+and a sink each stay their own Factory.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from .naming_rules import camel, identifier
+
+READ_ROOTS = ("read", "readStream", "table", "sql", "createDataFrame", "range")
+WRITE_TERMINALS = {"save", "saveAsTable", "insertInto", "parquet", "csv", "json", "orc", "text"}
+DISPLAY_METHODS = {
+    "show",
+    "printSchema",
+    "explain",
+    "display",
+    "stop",
+    "setLogLevel",
+    "cache",
+    "persist",
+    "unpersist",
+}
+BLOCKING_METHODS = {
+    "collect": "collect() brings rows to the driver",
+    "toPandas": "toPandas() brings rows to the driver",
+    "toLocalIterator": "toLocalIterator() loops over rows on the driver",
+    "count": "count() is a driver-side value the pipeline then depends on",
+    "first": "first() is a driver-side value the pipeline then depends on",
+    "take": "take() brings rows to the driver",
+    "head": "head() brings rows to the driver",
+}
+DYNAMIC_CALLS = {"exec", "eval", "compile", "globals", "locals", "__import__", "vars"}
+VIEW_METHODS = {
+    "createOrReplaceTempView",
+    "createTempView",
+    "registerTempTable",
+    "createOrReplaceGlobalTempView",
+}
+
+
+class MigrationSyntaxError(Exception):
+    """The source does not parse: carries file, line and column."""
+
+    def __init__(self, path: str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{path}:{line}:{column}: syntax error: {message}")
+        self.path, self.line, self.column = path, line, column
+
+
+@dataclass
+class Statement:
+    """One statement of the flow, with what the analysis found out about it."""
+
+    index: int
+    node: cst.BaseStatement
+    code: str
+    start: int
+    end: int
+    kind: str = "prelude"
+    uses: set[str] = field(default_factory=set)
+    defs: set[str] = field(default_factory=set)
+    mutates: set[str] = field(default_factory=set)
+    df_defs: set[str] = field(default_factory=set)
+    is_sink: bool = False
+    is_source: bool = False
+    top_level: bool = True
+    column_only: bool = False
+    note: str = ""
+
+
+@dataclass
+class Problem:
+    """Something that cannot be migrated safely: the file is reported, not generated."""
+
+    line: int
+    reason: str
+    suggestion: str
+
+
+@dataclass
+class Unit:
+    """A proposed Factory: statements, the DataFrames it receives and the one it returns."""
+
+    name: str
+    statements: list[Statement]
+    inputs: dict[str, int]  # local name -> producing unit id
+    output: str | None  # the DataFrame variable this unit delivers (None: a sink only)
+    uid: int = 0
+    stage: int = 0
+    enabled: bool = True
+
+    @property
+    def is_sink(self) -> bool:
+        return any(s.is_sink for s in self.statements)
+
+    @property
+    def lines(self) -> str:
+        return ", ".join(
+            f"{s.start}-{s.end}" if s.end != s.start else f"{s.start}" for s in self.statements
+        )
+
+
+@dataclass
+class Analysis:
+    """Everything generation and the report need about one source."""
+
+    path: Path
+    name: str
+    module: cst.Module
+    imports: list[cst.BaseStatement]
+    helpers: list[tuple[str, cst.BaseStatement]]  # ("def"|"prelude"|"argv", node) in order
+    main_prelude: list[Statement]
+    statements: list[Statement]
+    units: list[Unit]
+    spark_names: set[str]
+    module_spark_names: set[str]
+    spark_config: dict[str, str]
+    config: dict[str, str]
+    problems: list[Problem]
+    notes: list[str]
+    line_map: dict[int, str] = field(default_factory=dict)
+    argv_prelude: bool = False
+
+    @property
+    def migratable(self) -> bool:
+        return not self.problems
+
+    def span(self, st: Statement) -> str:
+        """`line 3-5`, or `cell 2, line 1-3` in a notebook."""
+        start, end = self.where(st.start), self.where(st.end)
+        if start == end:
+            return start
+        head, _, last = end.rpartition("line ")
+        return f"{start}-{last}" if start.startswith(head) else f"{start} to {end}"
+
+    def where(self, line: int) -> str:
+        """A source position for the report (`cell 3, line 2` in a notebook)."""
+        return self.line_map.get(line, f"line {line}")
+
+
+def _names(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
+    """(loads, stores, mutated) names in `node`, nested function bodies excluded."""
+    loads: set[str] = set()
+    stores: set[str] = set()
+    mutated: set[str] = set()
+
+    class Visitor(ast.NodeVisitor):
+        def visit_Name(self, n: ast.Name) -> None:
+            (stores if isinstance(n.ctx, ast.Store | ast.Del) else loads).add(n.id)
+
+        def visit_Call(self, n: ast.Call) -> None:
+            f = n.func
+            if (
+                isinstance(f, ast.Attribute)
+                and isinstance(f.value, ast.Name)
+                and f.attr in {"append", "extend", "update", "add", "insert", "pop"}
+            ):
+                mutated.add(f.value.id)
+            self.generic_visit(n)
+
+        def visit_Subscript(self, n: ast.Subscript) -> None:
+            if isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name):
+                mutated.add(n.value.id)
+            self.generic_visit(n)
+
+        def visit_FunctionDef(self, n: ast.FunctionDef) -> None:
+            stores.add(n.name)
+
+        def visit_Lambda(self, n: ast.Lambda) -> None:
+            params = {a.arg for a in n.args.args}
+            inner = _names(n.body)[0] - params
+            loads.update(inner)
+
+        def visit_ListComp(self, n: ast.ListComp) -> None:
+            self._comp(n)
+
+        def visit_GeneratorExp(self, n: ast.GeneratorExp) -> None:
+            self._comp(n)
+
+        def visit_SetComp(self, n: ast.SetComp) -> None:
+            self._comp(n)
+
+        def visit_DictComp(self, n: ast.DictComp) -> None:
+            self._comp(n)
+
+        def _comp(self, n: ast.AST) -> None:
+            targets: set[str] = set()
+            for gen in getattr(n, "generators", []):
+                targets |= {t.id for t in ast.walk(gen.target) if isinstance(t, ast.Name)}
+            inner: set[str] = set()
+            for child in ast.iter_child_nodes(n):
+                inner |= _names(child)[0]
+            loads.update(inner - targets)
+
+    Visitor().visit(node)
+    return loads, stores, mutated
+
+
+def _attr_chain(node: ast.AST) -> list[str]:
+    """`spark.read.format("csv").load` -> ["spark", "read", "format", "load"]."""
+    parts: list[str] = []
+    while True:
+        if isinstance(node, ast.Call):
+            node = node.func
+        elif isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript):
+            node = node.value
+        elif isinstance(node, ast.Name):
+            parts.append(node.id)
+            break
+        else:
+            break
+    return list(reversed(parts))
+
+
+def _calls(node: ast.AST) -> list[ast.Call]:
+    return [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+
+
+def _is_builder(node: ast.AST) -> bool:
+    return any(
+        "builder" in _attr_chain(c) and _attr_chain(c)[-1:] in (["getOrCreate"], ["create"])
+        for c in _calls(node)
+    )
+
+
+def _const_str(node: ast.AST) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+class _Source:
+    """The parsed source: libcst module with positions, and `ast` for each statement."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        try:
+            ast.parse(text, filename=str(path))
+        except SyntaxError as exc:
+            raise MigrationSyntaxError(
+                str(path), exc.lineno or 0, exc.offset or 0, exc.msg or "invalid syntax"
+            ) from None
+        try:
+            self.module = cst.parse_module(text)
+        except cst.ParserSyntaxError as exc:
+            raise MigrationSyntaxError(
+                str(path), exc.raw_line, exc.raw_column, exc.message
+            ) from None
+        self.wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+        self.positions = self.wrapper.resolve(PositionProvider)
+
+    def statement(self, node: cst.BaseStatement, index: int, top_level: bool) -> Statement:
+        pos = self.positions[node]
+        code = self.module.code_for_node(node)
+        # Comments above a statement belong to it (leading_lines); its own lines start after.
+        start = pos.start.line
+        return Statement(
+            index=index,
+            node=node,
+            code=code,
+            start=start,
+            end=pos.end.line,
+            top_level=top_level,
+        )
+
+
+def _parse_stmt(code: str) -> ast.Module:
+    import textwrap
+
+    try:
+        return ast.parse(code)
+    except SyntaxError:
+        return ast.parse(textwrap.dedent(code))
+
+
+def _is_main_guard(node: cst.BaseStatement) -> bool:
+    if not isinstance(node, cst.If):
+        return False
+    test = cst.Module(body=[]).code_for_node(node.test).replace("'", '"').replace(" ", "")
+    return test in ('__name__=="__main__"', '"__main__"==__name__')
+
+
+def analyze(
+    path: Path, text: str | None = None, line_map: dict[int, str] | None = None
+) -> Analysis:
+    """Analyse one script (or a notebook's code already joined into one script)."""
+    text = path.read_text(encoding="utf-8") if text is None else text
+    src = _Source(path, text)
+    module = src.module
+    problems: list[Problem] = []
+    notes: list[str] = []
+    imports: list[cst.BaseStatement] = []
+    helpers: list[tuple[str, cst.BaseStatement]] = []
+    functions: dict[str, cst.FunctionDef] = {}
+    function_ast: dict[str, ast.FunctionDef] = {}
+    flow_nodes: list[tuple[cst.BaseStatement, bool]] = []
+    entry: str | None = None
+
+    for node in module.body:
+        if isinstance(node, cst.FunctionDef):
+            functions[node.name.value] = node
+            function_ast[node.name.value] = _parse_stmt(module.code_for_node(node)).body[0]  # type: ignore[assignment]
+        elif _is_main_guard(node):
+            assert isinstance(node, cst.If)
+            body = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
+            for inner in body:
+                tree = _parse_stmt(module.code_for_node(inner))
+                stmt = tree.body[0] if tree.body else None
+                if (
+                    isinstance(stmt, ast.Expr)
+                    and isinstance(stmt.value, ast.Call)
+                    and isinstance(stmt.value.func, ast.Name)
+                    and stmt.value.func.id in functions
+                    and entry is None
+                ):
+                    entry = stmt.value.func.id
+                    if stmt.value.args or stmt.value.keywords:
+                        problems.append(
+                            Problem(
+                                src.positions[inner].start.line,
+                                f"the entry point {entry}(...) is called with arguments",
+                                "call it without arguments and read argv/config inside it",
+                            )
+                        )
+                    fn = functions[entry]
+                    fn_body = fn.body.body if isinstance(fn.body, cst.IndentedBlock) else []
+                    flow_nodes.extend((s, False) for s in fn_body)
+                else:
+                    flow_nodes.append((inner, True))
+
+    guard_rest = [(n, t) for n, t in flow_nodes if t]
+    entry_flow = [(n, t) for n, t in flow_nodes if not t]
+    top: list[tuple[cst.BaseStatement, bool]] = []
+    for node in module.body:
+        if isinstance(node, cst.SimpleStatementLine) and all(
+            isinstance(s, cst.Import | cst.ImportFrom) for s in node.body
+        ):
+            imports.append(node)
+        elif isinstance(node, cst.FunctionDef):
+            if node.name.value != entry:
+                helpers.append(("def", node))
+        elif isinstance(node, cst.ClassDef):
+            helpers.append(("def", node))
+        elif not _is_main_guard(node):
+            top.append((node, True))
+    # Source order: module statements, then the entry point's body, then the rest of the guard.
+    ordered = top + entry_flow + guard_rest
+
+    statements = [src.statement(n, i, t) for i, (n, t) in enumerate(ordered)]
+    spark_imports = _pyspark_names(imports, module)
+    spark_config: dict[str, str] = {}
+    spark_names: set[str] = set()
+    module_spark_names: set[str] = set()
+    for fname, fn_ast in function_ast.items():
+        for sub in ast.walk(fn_ast):
+            is_exec = isinstance(sub, ast.Call) and _attr_chain(sub)[-1:] in (["exec"], ["eval"])
+            if is_exec and fname != entry:
+                problems.append(
+                    Problem(
+                        src.positions[functions[fname]].start.line + getattr(sub, "lineno", 1) - 1,
+                        f"dynamic code ({_attr_chain(sub)[-1]}) in function {fname}()",
+                        "replace it with plain Python the migration can read",
+                    )
+                )
+
+    writes_in: dict[str, bool] = {
+        name: _has_write(fn) for name, fn in function_ast.items() if name != entry
+    }
+    reads_in: dict[str, bool] = {
+        name: _has_read(fn) for name, fn in function_ast.items() if name != entry
+    }
+
+    # Pass 1: names, sessions, blocking constructs.
+    views: set[str] = set()
+    for st in statements:
+        tree = _parse_stmt(st.code)
+        loads, stores, mutated = _names(tree)
+        st.uses, st.defs, st.mutates = loads, stores | mutated, mutated
+        if _is_builder(tree):
+            st.kind = "session"
+            spark_names |= stores
+            if st.top_level:
+                module_spark_names |= stores
+            for call in _calls(tree):
+                chain = _attr_chain(call)
+                if chain[-1:] == ["config"] and len(call.args) == 2:
+                    key = _const_str(call.args[0])
+                    value = call.args[1]
+                    if key is not None and isinstance(value, ast.Constant):
+                        spark_config[key] = str(value.value)
+            continue
+        for call in _calls(tree):
+            chain = _attr_chain(call)
+            if chain and chain[-1] in VIEW_METHODS and call.args:
+                view = _const_str(call.args[0])
+                if view:
+                    views.add(view.lower())
+
+    data: set[str] = set(spark_names)
+    changed = True
+    while changed:
+        changed = False
+        for st in statements:
+            if st.kind == "session":
+                continue
+            tree = _parse_stmt(st.code)
+            touches = (
+                bool(st.uses & data)
+                or _has_read(tree)
+                or _has_write(tree)
+                or any(
+                    isinstance(c.func, ast.Name)
+                    and (writes_in.get(c.func.id) or reads_in.get(c.func.id))
+                    for c in _calls(tree)
+                )
+            )
+            # Column expressions and window specs need a live Spark: not at import time.
+            column_only = not touches and _needs_spark(tree, spark_imports)
+            st.column_only = column_only
+            if (touches or column_only) and st.kind != "data":
+                st.kind = "data"
+                changed = True
+            if st.kind == "data" and not st.defs <= data:
+                data |= st.defs
+                changed = True
+
+    defined_views: list[str] = []
+    for st in statements:
+        if st.kind != "data":
+            continue
+        tree = _parse_stmt(st.code)
+        _classify(st, tree, data, spark_names, writes_in, views, defined_views, problems)
+
+    config = _config_of(text)
+    argv_prelude = any(
+        re.search(r"\bsys\.argv\b|parse_args\(|getopt", st.code)
+        for st in statements
+        if st.kind == "prelude"
+    )
+    for st in statements:
+        if st.kind == "display":
+            notes.append(
+                f"{_pos(line_map, st.start)}: `{_short(st.code)}` only shows data: dropped"
+            )
+        if st.kind == "session":
+            notes.append(
+                f"{_pos(line_map, st.start)}: the SparkSession the script builds is replaced by "
+                "the Dagster Spark resource"
+                + (f" (its options become spark_config: {spark_config})" if spark_config else "")
+            )
+
+    units = propose_units(statements, spark_names) if not problems else []
+    name = identifier(path.stem)
+    main_prelude = [s for s in statements if s.kind == "prelude" and not s.top_level]
+    for st in statements:
+        if st.kind == "prelude" and st.top_level:
+            helpers.append(("prelude", st.node))
+    helpers.sort(key=lambda item: src.positions[item[1]].start.line)
+    return Analysis(
+        path=path,
+        name=name,
+        module=module,
+        imports=imports,
+        helpers=helpers,
+        main_prelude=main_prelude,
+        statements=statements,
+        units=units,
+        spark_names=spark_names,
+        module_spark_names=module_spark_names,
+        spark_config=spark_config,
+        config=config,
+        problems=problems,
+        notes=notes,
+        line_map=line_map or {},
+        argv_prelude=argv_prelude,
+    )
+
+
+def _guard_line(src: _Source) -> int:
+    for node in src.module.body:
+        if _is_main_guard(node):
+            return src.positions[node].start.line
+    return 10**9
+
+
+def _pos(line_map: dict[int, str] | None, line: int) -> str:
+    return (line_map or {}).get(line, f"line {line}")
+
+
+def _short(code: str) -> str:
+    lines = [
+        ln.strip() for ln in code.splitlines() if ln.strip() and not ln.strip().startswith("#")
+    ]
+    first = lines[0] if lines else ""
+    return first if len(first) <= 70 else first[:67] + "..."
+
+
+def _pyspark_names(imports: list[cst.BaseStatement], module: cst.Module) -> set[str]:
+    """Names the script imports from pyspark, except data types (those need no session)."""
+    names: set[str] = set()
+    for node in imports:
+        for imp in ast.parse(module.code_for_node(node).strip()).body:
+            if isinstance(imp, ast.ImportFrom) and (imp.module or "").startswith("pyspark"):
+                if imp.module != "pyspark.sql.types":
+                    names |= {a.asname or a.name for a in imp.names}
+            elif isinstance(imp, ast.Import):
+                names |= {
+                    (a.asname or a.name).split(".")[0]
+                    for a in imp.names
+                    if a.name.startswith("pyspark")
+                }
+    return names
+
+
+def _needs_spark(node: ast.AST, spark_imports: set[str]) -> bool:
+    """Calls into pyspark that build columns or window specs (UDF wrappers excepted)."""
+    for call in _calls(node):
+        chain = _attr_chain(call)
+        if chain and chain[0] in spark_imports and chain[-1] not in {"udf", "pandas_udf"}:
+            if chain[0] in {"SparkSession", "DataFrame"}:
+                continue
+            return True
+    return False
+
+
+def _has_write(node: ast.AST) -> bool:
+    for call in _calls(node):
+        chain = _attr_chain(call)
+        if "write" in chain[:-1] or "writeTo" in chain or chain[-1:] == ["insertInto"]:
+            return True
+        if chain[-1:] == ["saveAsTable"]:
+            return True
+    return False
+
+
+def _has_read(node: ast.AST) -> bool:
+    for call in _calls(node):
+        chain = _attr_chain(call)
+        if len(chain) >= 2 and chain[1] in READ_ROOTS:
+            return True
+    return False
+
+
+def _classify(
+    st: Statement,
+    tree: ast.Module,
+    data: set[str],
+    spark_names: set[str],
+    writes_in: dict[str, bool],
+    views: set[str],
+    defined_views: list[str],
+    problems: list[Problem],
+) -> None:
+    """Sinks, sources, temp views, tables, DataFrame-valued names, and what cannot migrate."""
+    stmt = tree.body[0] if tree.body else None
+    calls = _calls(tree)
+    # Display-only statements (show, printSchema, print(df.count()), a bare `df` in a notebook).
+    if isinstance(stmt, ast.Expr):
+        value = stmt.value
+        if isinstance(value, ast.Name):
+            st.kind = "display"
+            return
+        if isinstance(value, ast.Call):
+            chain = _attr_chain(value)
+            last = chain[-1] if chain else ""
+            shows = last in DISPLAY_METHODS or (
+                isinstance(value.func, ast.Name) and value.func.id in {"print", "display"}
+            )
+            if shows and not _has_write(value):
+                st.kind = "display"
+                return
+    for call in calls:
+        if isinstance(call.func, ast.Name) and call.func.id in DYNAMIC_CALLS:
+            problems.append(
+                Problem(
+                    st.start,
+                    f"dynamic code: {call.func.id}() builds code or names at run time",
+                    "write the step out as plain PySpark",
+                )
+            )
+        chain = _attr_chain(call)
+        last = chain[-1] if chain else ""
+        grouped = {"groupBy", "groupby", "rollup", "cube", "pivot", "agg"} & set(chain)
+        if (
+            last in BLOCKING_METHODS
+            and len(chain) >= 2
+            and chain[0] in data
+            and not (last == "count" and grouped)
+        ):
+            problems.append(
+                Problem(
+                    st.start,
+                    f"`{_short(st.code)}`: {BLOCKING_METHODS[last]}",
+                    "keep the logic in DataFrame operations (join, groupBy, a window) or move "
+                    "the driver-side step after the pipeline",
+                )
+            )
+        if last in VIEW_METHODS and call.args:
+            view = _const_str(call.args[0])
+            if view:
+                st.defs.add(f"view:{view.lower()}")
+                defined_views.append(view.lower())
+        if len(chain) >= 2 and chain[0] in spark_names and chain[1] == "sql":
+            query = _const_str(call.args[0]) if call.args else None
+            if query is None:
+                st.uses |= {f"view:{v}" for v in defined_views}
+            else:
+                for table in re.findall(
+                    r"\b(?:create|replace|insert\s+(?:into|overwrite)(?:\s+table)?)\s+"
+                    r"(?:or\s+replace\s+)?(?:table\s+)?(?:if\s+not\s+exists\s+)?"
+                    r"([A-Za-z_][A-Za-z0-9_.]*)",
+                    query,
+                    flags=re.IGNORECASE,
+                ):
+                    st.defs.add(f"table:{table.lower()}")
+                    st.uses.add(f"table:{table.lower()}")
+                words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query.lower()))
+                st.uses |= {f"view:{v}" for v in views if v in words}
+        if (
+            len(chain) >= 2
+            and chain[0] in spark_names
+            and chain[1:] in (["table"], ["read", "table"])
+        ):
+            table = _const_str(call.args[0]) if call.args else None
+            if table:
+                st.uses |= {f"view:{table.lower()}", f"table:{table.lower()}"}
+        if last in {"saveAsTable", "insertInto"} and call.args:
+            table = _const_str(call.args[0])
+            if table:
+                st.defs.add(f"table:{table.lower()}")
+                st.uses.add(f"table:{table.lower()}")
+        if (
+            isinstance(call.func, ast.Name)
+            and call.func.id in {"open"}
+            and (st.uses & data - spark_names)
+        ):
+            problems.append(
+                Problem(
+                    st.start,
+                    f"`{_short(st.code)}`: file I/O outside Spark on pipeline data",
+                    "write the data with DataFrame.write so it becomes a sink",
+                )
+            )
+    if isinstance(stmt, ast.For | ast.While) and isinstance(stmt, ast.For):
+        iter_chain = _attr_chain(stmt.iter)
+        if iter_chain and iter_chain[0] in data - spark_names:
+            problems.append(
+                Problem(
+                    st.start,
+                    f"`{_short(st.code)}`: a driver-side loop over DataFrame rows",
+                    "express the loop as a DataFrame transformation",
+                )
+            )
+    st.is_sink = _has_write(tree) or any(
+        isinstance(c.func, ast.Name) and writes_in.get(c.func.id, False) for c in calls
+    )
+    df_uses = (st.uses & data) - spark_names
+    st.is_source = not st.is_sink and not {u for u in df_uses if ":" not in u}
+    if st.column_only:
+        return
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        target = stmt.targets[0]
+        value = stmt.value
+        non_df = isinstance(
+            value,
+            ast.List | ast.Dict | ast.Set | ast.Tuple | ast.Constant | ast.ListComp | ast.DictComp,
+        )
+        if isinstance(target, ast.Name) and not non_df:
+            st.df_defs.add(target.id)
+    elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
+        st.df_defs.add(stmt.target.id)
+
+
+def _config_of(text: str) -> dict[str, str]:
+    """Arguments and config the script reads, with the defaults it gives them."""
+    config: dict[str, str] = {}
+    tree = ast.parse(text)
+    for st in [tree]:
+        for call in _calls(st):
+            chain = _attr_chain(call)
+            if chain[-1:] == ["add_argument"] and call.args:
+                flag = _const_str(call.args[0]) or "?"
+                default = next((k.value for k in call.keywords if k.arg == "default"), None)
+                config[f"argument {flag}"] = ast.unparse(default) if default else "(required)"
+            if chain[-1:] == ["load"] and chain[:1] == ["json"]:
+                config["JSON config"] = ast.unparse(call)
+        for sub in ast.walk(st):
+            if isinstance(sub, ast.IfExp) and "sys.argv[" in ast.unparse(sub.body):
+                config[ast.unparse(sub.body)] = ast.unparse(sub.orelse)
+                continue
+            if isinstance(sub, ast.Subscript) and _attr_chain(sub.value) == ["sys", "argv"]:
+                config.setdefault(f"sys.argv[{ast.unparse(sub.slice)}]", "(required)")
+            if isinstance(sub, ast.Call) and _attr_chain(sub)[:2] == ["os", "environ"]:
+                config["environment"] = ast.unparse(sub)
+    return config
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        self.parent[max(ra, rb)] = min(ra, rb)
+        return True
+
+
+def propose_units(statements: list[Statement], spark_names: set[str]) -> list[Unit]:
+    """Group the data statements into Factories (see the module docstring)."""
+    # Every use resolves to the statement that last defined the name before it.
+    data, edges = data_edges(statements, spark_names)
+    consumers: dict[int, set[int]] = {}
+    for p, c, _ in edges:
+        consumers.setdefault(p, set()).add(c)
+    uf = _UnionFind(len(data))
+    for p, c, name in edges:
+        if name not in data[p].df_defs or name in data[p].mutates:
+            uf.union(p, c)
+    for p, cs in consumers.items():
+        st = data[p]
+        if not st.is_source and not st.is_sink and len(cs) == 1:
+            consumer = data[next(iter(cs))]
+            # A result that is written gets its own Factory; the write is a Factory of its own.
+            if consumer.is_sink and st.df_defs:
+                continue
+            uf.union(p, next(iter(cs)))
+
+    changed = True
+    while changed:
+        changed = False
+        groups = _groups(uf, len(data))
+        # One exported DataFrame per Factory: consumers of any other export join the group.
+        for members in groups.values():
+            exports: dict[str, int] = {}
+            for p, c, name in edges:
+                if p in members and c not in members:
+                    exports.setdefault(name, p)
+            if len(exports) > 1:
+                keep = max(exports, key=lambda n: exports[n])
+                for p, c, name in edges:
+                    if p in members and c not in members and name != keep:
+                        changed |= uf.union(p, c)
+        if changed:
+            continue
+        # No cycles between groups.
+        groups = _groups(uf, len(data))
+        root_of = {i: uf.find(i) for i in range(len(data))}
+        deps: dict[int, set[int]] = {r: set() for r in groups}
+        for p, c, _ in edges:
+            if root_of[p] != root_of[c]:
+                deps[root_of[c]].add(root_of[p])
+        for r in groups:
+            for d in _reachable(deps, r):
+                if r in _reachable(deps, d):
+                    changed |= uf.union(r, d)
+    groups = _groups(uf, len(data))
+    return build_units(data, edges, list(groups.values()))
+
+
+def data_edges(
+    statements: list[Statement], spark_names: set[str]
+) -> tuple[list[Statement], list[tuple[int, int, str]]]:
+    """The data statements and (producer, consumer, name) edges between them."""
+    data = [s for s in statements if s.kind == "data"]
+    current: dict[str, int] = {}
+    edges: list[tuple[int, int, str]] = []
+    for i, st in enumerate(data):
+        for name in sorted(st.uses - spark_names):
+            if name in current:
+                edges.append((current[name], i, name))
+        for name in st.defs:
+            current[name] = i
+    return data, edges
+
+
+def build_units(
+    data: list[Statement],
+    edges: list[tuple[int, int, str]],
+    groups: list[set[int]],
+    names: dict[int, str] | None = None,
+) -> list[Unit]:
+    """Units from a grouping of the data statements (positions in `data`).
+
+    Raises ValueError when the grouping cannot be a pipeline: a group that would deliver two
+    DataFrames (or a value that is not one), or two groups that need each other.
+    """
+    order = sorted(range(len(groups)), key=lambda g: min(groups[g]))
+    group_of = {m: g for g in range(len(groups)) for m in groups[g]}
+    deps: dict[int, set[int]] = {g: set() for g in range(len(groups))}
+    for p, c, name in edges:
+        gp, gc = group_of[p], group_of[c]
+        if gp != gc:
+            deps[gc].add(gp)
+            if name not in data[p].df_defs or name in data[p].mutates or ":" in name:
+                raise ValueError(
+                    f"`{name}` (line {data[p].start}) is not a DataFrame: line {data[p].start} "
+                    f"and line {data[c].start} must stay in one Factory"
+                )
+    for g in deps:
+        if g in _reachable(deps, g):
+            raise ValueError(
+                "these Factories would need each other: lines "
+                + ", ".join(str(data[m].start) for m in sorted(groups[g]))
+            )
+    units: list[Unit] = []
+    used_names: set[str] = set()
+    for uid, g in enumerate(order):
+        members = groups[g]
+        inputs: dict[str, int] = {}
+        exports: set[str] = set()
+        for p, c, name in edges:
+            if c in members and p not in members:
+                inputs[name] = order.index(group_of[p])
+            if p in members and c not in members:
+                exports.add(name)
+        if len(exports) > 1:
+            raise ValueError(
+                f"one Factory would deliver {len(exports)} DataFrames "
+                f"({', '.join(sorted(exports))}): a Factory delivers one"
+            )
+        output = next(iter(exports), None)
+        stmts = [data[m] for m in sorted(members)]
+        if output is None and not any(s.is_sink for s in stmts):
+            last_df = [n for s in stmts for n in sorted(s.df_defs)]
+            output = last_df[-1] if last_df else None
+        wanted = (names or {}).get(min(members)) or _unit_name(stmts, output, inputs)
+        units.append(
+            Unit(
+                name=_unique(wanted, used_names),
+                statements=stmts,
+                inputs=inputs,
+                output=output,
+                uid=uid,
+            )
+        )
+    assign_stages(units)
+    return units
+
+
+def assign_stages(units: list[Unit]) -> None:
+    """Stage = longest path from a source: a Stage only reads from earlier Stages."""
+    by_uid = {u.uid: u for u in units}
+    done: dict[int, int] = {}
+
+    def stage(uid: int) -> int:
+        if uid not in done:
+            done[uid] = max((stage(p) + 1 for p in by_uid[uid].inputs.values()), default=0)
+        return done[uid]
+
+    for u in units:
+        u.stage = stage(u.uid)
+
+
+def _groups(uf: _UnionFind, n: int) -> dict[int, set[int]]:
+    groups: dict[int, set[int]] = {}
+    for i in range(n):
+        groups.setdefault(uf.find(i), set()).add(i)
+    return groups
+
+
+def _reachable(deps: dict[int, set[int]], start: int) -> set[int]:
+    seen: set[int] = set()
+    todo = list(deps.get(start, ()))
+    while todo:
+        d = todo.pop()
+        if d not in seen:
+            seen.add(d)
+            todo.extend(deps.get(d, ()))
+    return seen
+
+
+def _unit_name(stmts: list[Statement], output: str | None, inputs: dict[str, int]) -> str:
+    if any(s.is_sink for s in stmts) and not output:
+        written = [n for n in sorted(inputs) if ":" not in n]
+        local = [n for s in stmts for n in sorted(s.df_defs)]
+        target = output or (local[-1] if local else written[0] if written else "output")
+        return "Write" + camel(target)
+    base = camel(output or "step")
+    if all(s.is_source for s in stmts[:1]) and len(stmts) == 1:
+        return "Read" + base
+    return base
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, k = name, 2
+    while candidate in used:
+        candidate, k = f"{name}{k}", k + 1
+    used.add(candidate)
+    return candidate
