@@ -258,6 +258,10 @@ def test_schema_drift_is_a_warning(resources: dict[str, Any]) -> None:
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert "extra added" in drift.metadata["message"].value
     assert "score retyped (double -> float)" in drift.metadata["message"].value
+    # a wrong type is an ERROR of the schema check, with the column named
+    columns = _evaluations(wide)["schema__columns"]
+    assert not columns.passed and columns.severity == dg.AssetCheckSeverity.ERROR
+    assert "score: expected DoubleType(), found FloatType()" in columns.metadata["message"].value
     hashes = {
         e.materialization.metadata["pysetl/schema_hash"].value
         for e in wide.get_asset_materialization_events()
