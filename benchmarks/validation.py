@@ -11,6 +11,7 @@ Last line: {"rows", "checks", "compute_s", "check_s", "overhead", "pandera_s", "
 "spark_jobs"} (medians over the counted rounds; round 0 warms up).
 
     .venv/bin/python benchmarks/validation.py [--rows 5000000] [--rounds 3]
+    .venv/bin/python benchmarks/validation.py --breakdown   # where check_s goes, by part
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def wide_rows(rows: int) -> DataFrame:
         F.concat(F.lit("user"), (h % 100000).cast("string")).alias("name"),
         F.concat(F.lit("u"), F.col("id").cast("string"), F.lit("@mail.com")).alias("email"),
         F.when(h % 50 == 0, None).otherwise((h % 90).cast("int")).alias("age"),
-        F.element_at(F.array(*[F.lit(c) for c in ["FR", "DE", "US", "GB", "ES"]]),
-                     (h % 5 + 1).cast("int")).alias("country"),
+        F.element_at(
+            F.array(*[F.lit(c) for c in ["FR", "DE", "US", "GB", "ES"]]), (h % 5 + 1).cast("int")
+        ).alias("country"),
         F.concat(F.lit("AB-"), (h % 1000).cast("string")).alias("code"),
         ((h % 10000) / 100.0).alias("score"),
         F.when(h % 3 == 0, "active").otherwise("idle").alias("status"),
@@ -95,11 +97,60 @@ class Wide(Factory[DataFrame]):
         return self.out
 
 
+def breakdown(spark: SparkSession, rows: int, rounds: int) -> None:
+    """Time the parts of check_s on the same DataFrame: the plain write, the write with the
+    row-level checks observed, the same checks as one aggregation over the written files, and
+    uniqueness (as groupBy and as count_distinct)."""
+    from pyspark.sql import Observation
+
+    from pysetl_dagster.checks import build_check_plan, observed_exprs
+
+    plan = build_check_plan(Validation(SCHEMA), dg.AssetKey("wide"), "Wide")
+    tmp = Path(tempfile.mkdtemp(prefix="pysetl-validation-breakdown-"))
+
+    def timed(action: Any) -> float:
+        start = time.perf_counter()
+        action()
+        return time.perf_counter() - start
+
+    def one_round(round_: int) -> dict[str, float]:
+        df = wide_rows(rows)
+        exprs, _ = observed_exprs(plan, df)
+        write_s = timed(lambda: df.write.parquet(str(tmp / f"plain{round_}")))
+        observation = Observation("checks")
+        observed = df.observe(observation, *exprs)
+        observed_s = timed(lambda: observed.write.parquet(str(tmp / f"observed{round_}")))
+        written = spark.read.schema(df.schema).parquet(str(tmp / f"plain{round_}"))
+        agg_s = timed(lambda: written.agg(*exprs).first())
+        unique_s = timed(
+            lambda: (
+                written.groupBy("id")
+                .count()
+                .where("count > 1")
+                .agg(F.count(F.lit(1)), F.sum("count"))
+                .first()
+            )
+        )
+        distinct_s = timed(lambda: written.select(F.count_distinct("id")).first())
+        return {
+            "round": round_,
+            "write_s": round(write_s, 2),
+            "observed_extra_s": round(observed_s - write_s, 2),
+            "aggregation_s": round(agg_s, 2),
+            "unique_groupby_s": round(unique_s, 2),
+            "unique_count_distinct_s": round(distinct_s, 2),
+        }
+
+    for round_ in range(rounds + 1):
+        print(json.dumps(one_round(round_)), flush=True)
+
+
 def main() -> None:
     global ROWS
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--rounds", type=int, default=3, help="counted rounds (+1 warm-up)")
+    parser.add_argument("--breakdown", action="store_true", help="time the parts of check_s")
     args = parser.parse_args()
     ROWS = args.rows
     spark = (
@@ -109,6 +160,9 @@ def main() -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    if args.breakdown:
+        breakdown(spark, args.rows, args.rounds)
+        return
     plain = pysetl_pipeline([type("Wide", (Wide,), {"validation": None})()], name="plain")
     checked = pysetl_pipeline(
         [type("Wide", (Wide,), {"validation": Validation(SCHEMA)})()], name="checked"
