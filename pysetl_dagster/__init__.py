@@ -11,6 +11,7 @@ from .pipelines import (
     default_storage_path,
     pysetl_pipeline,
 )
+from .profiles import Credentials, Profile, PySetlProfileError, load_profile
 from .resources import PySetlSparkError, PySparkSessionResource
 from .runner import FactoryRun, cancel_run_jobs, run_factory, spark_job_scope
 from .translator import (
@@ -23,15 +24,18 @@ from .translator import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Credentials",
     "ExternalInput",
     "FactoryNode",
     "FactoryRun",
     "PipelineGraph",
+    "Profile",
     "PySetlDefinitionError",
     "PySetlExternalData",
     "PySetlFactoryData",
     "PySetlFactoryError",
     "PySetlPipelineDefinitions",
+    "PySetlProfileError",
     "PySetlSparkError",
     "PySetlStorageError",
     "PySetlTranslator",
@@ -46,6 +50,7 @@ __all__ = [
     "cancel_run_jobs",
     "default_storage_path",
     "factory_code_version",
+    "load_profile",
     "pysetl_pipeline",
     "run_factory",
     "spark_job_scope",
