@@ -6,8 +6,6 @@ The stack is `tests/prod_stack.py`'s, shared by the whole session; the example r
 
 from __future__ import annotations
 
-import time
-
 import dagster as dg
 import psycopg2
 import pytest
@@ -15,57 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from pysetl_dagster import SparkParquetIOManager
 from tests.conftest import assert_same_data
-from tests.prod_stack import ProdStack
-
-RUNS = """
-query Runs($filter: RunsFilter) {
-  runsOrError(filter: $filter) { ... on Runs { results { runId status tags { key value } } } }
-}
-"""
-SCHEDULE = """
-query Schedule($selector: ScheduleSelector!) {
-  scheduleOrError(scheduleSelector: $selector) {
-    __typename
-    ... on Schedule { scheduleState { id status } }
-    ... on Error { message }
-  }
-}
-"""
-STOP_SCHEDULE = """
-mutation Stop($id: String!) {
-  stopRunningSchedule(id: $id) {
-    ... on ScheduleStateResult { scheduleState { status } }
-    ... on PythonError { message }
-  }
-}
-"""
-SELECTOR = {
-    "repositoryLocationName": "retail",
-    "repositoryName": "__repository__",
-    "scheduleName": "retail_daily",
-}
-
-
-@pytest.fixture(scope="session")
-def scheduled_run(prod_stack: ProdStack) -> str:
-    """The first run the daemon starts by itself for the every-minute schedule."""
-    state = prod_stack.graphql(SCHEDULE, {"selector": SELECTOR})["scheduleOrError"]
-    assert state["__typename"] == "Schedule", state.get("message", "")[:600]
-    assert state["scheduleState"]["status"] == "RUNNING"  # the profile turned schedules on
-    deadline = time.monotonic() + 130  # the next minute boundary plus a daemon tick
-    runs: list[dict[str, object]] = []
-    while time.monotonic() < deadline and not runs:
-        runs = prod_stack.graphql(
-            RUNS, {"filter": {"tags": [{"key": "dagster/schedule_name", "value": "retail_daily"}]}}
-        )["runsOrError"]["results"]
-        time.sleep(3)
-    # One run is enough: stop the schedule so it does not load the machine for the rest.
-    stopped = prod_stack.graphql(STOP_SCHEDULE, {"id": state["scheduleState"]["id"]})
-    assert stopped["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED", stopped
-    assert runs, "the daemon started no run for the every-minute schedule within 130 s:\n" + (
-        prod_stack.procs["daemon"].log.read_text()[-3000:]
-    )
-    return str(runs[-1]["runId"])
+from tests.prod_stack import RUNS, ProdStack
 
 
 @pytest.fixture(scope="session")
