@@ -12,6 +12,7 @@ from .pipelines import (
     default_storage_path,
     pysetl_pipeline,
 )
+from .profiles import Credentials, Profile, PySetlProfileError, load_profile
 from .resources import PySetlSparkError, PySparkSessionResource
 from .runner import FactoryRun, cancel_run_jobs, run_factory, spark_job_scope
 from .specs import TranslatedPipeline, translate
@@ -27,15 +28,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckPlan",
+    "Credentials",
     "ExternalInput",
     "FactoryNode",
     "FactoryRun",
     "PipelineGraph",
+    "Profile",
     "PySetlDefinitionError",
     "PySetlExternalData",
     "PySetlFactoryData",
     "PySetlFactoryError",
     "PySetlPipelineDefinitions",
+    "PySetlProfileError",
     "PySetlSparkError",
     "PySetlStorageError",
     "PySetlTranslator",
@@ -53,6 +57,7 @@ __all__ = [
     "default_storage_path",
     "factory_code_version",
     "factory_step",
+    "load_profile",
     "pandera_schema_from_typedspark",
     "pysetl_pipeline",
     "run_factory",

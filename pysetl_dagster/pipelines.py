@@ -38,6 +38,7 @@ from .graph import FactoryNode, PipelineGraph
 from .io_managers import SparkParquetIOManager
 from .naming import snake_case
 from .ops import build_stage_job
+from .profiles import Profile
 from .resources import PySparkSessionResource
 from .translator import PySetlTranslator
 
@@ -177,11 +178,16 @@ def build_definitions(
     sensors: Sequence[SensorDefinition] = (),
     assets: Sequence[AssetsDefinition | AssetSpec] = (),
     jobs: Sequence[JobDefinition | UnresolvedAssetJobDefinition] = (),
+    profile: Profile | None = None,
 ) -> Definitions:
     """`Definitions` for one or many pipelines, with default Spark and storage resources.
 
     Assets shared by several pipelines (the same Factory, same key, same inputs) appear once;
     two different definitions of one key are an error naming both pipelines.
+
+    With a `profile` (see `pysetl_dagster.profiles`), Spark master and settings, the storage
+    root, extra resources and whether the pipelines' schedules run come from it; explicit
+    arguments still win.
     """
     by_name: dict[str, PySetlPipelineDefinitions] = {}
     for p in pipelines:
@@ -218,10 +224,21 @@ def build_definitions(
     # A multi-key definition appears once per key in `merged`; keep each object once, in order.
     unique = list({id(asset): asset for _, asset in merged.values()}.values())
 
-    all_resources: dict[str, Any] = {
-        "pyspark": PySparkSessionResource(spark_config=dict(spark_config or {})),
-        "io_manager": SparkParquetIOManager(base_path=storage_path or default_storage_path()),
-    }
+    if profile is None:
+        all_resources: dict[str, Any] = {
+            "pyspark": PySparkSessionResource(spark_config=dict(spark_config or {})),
+            "io_manager": SparkParquetIOManager(base_path=storage_path or default_storage_path()),
+        }
+    else:
+        all_resources = {
+            "pyspark": profile.spark_resource(spark_config),
+            "io_manager": SparkParquetIOManager(
+                base_path=storage_path or profile.storage_root() or default_storage_path(),
+                keep_versions=profile.storage.keep_versions,
+                validation_depth=profile.validation,
+            ),
+            **profile.build_resources(),
+        }
     all_resources.update(resources or {})
     all_jobs: list[JobDefinition | UnresolvedAssetJobDefinition] = []
     for p in pipelines:
@@ -231,8 +248,28 @@ def build_definitions(
     return Definitions(
         assets=[*unique, *assets],
         jobs=[*all_jobs, *jobs],
-        schedules=[*(s for p in pipelines for s in p.schedules), *schedules],
+        schedules=[*_pipeline_schedules(pipelines, profile), *schedules],
         sensors=list(sensors),
         resources=all_resources,
         executor=in_process_executor,
     )
+
+
+def _pipeline_schedules(
+    pipelines: Sequence[PySetlPipelineDefinitions], profile: Profile | None
+) -> list[ScheduleDefinition]:
+    """The pipelines' schedules; a profile decides whether they run and may set their cron."""
+    if profile is None:
+        return [s for p in pipelines for s in p.schedules]
+    return [
+        ScheduleDefinition(
+            name=s.name,
+            job=p.asset_job,
+            cron_schedule=profile.schedules.cron or s.cron_schedule,
+            execution_timezone=s.execution_timezone,
+            description=s.description,
+            default_status=profile.schedule_status,
+        )
+        for p in pipelines
+        for s in p.schedules
+    ]

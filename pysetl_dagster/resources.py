@@ -41,6 +41,11 @@ class PySparkSessionResource(LazyPySparkResource):
         default_factory=dict,
         description="Spark properties, e.g. {'spark.sql.shuffle.partitions': 8}.",
     )
+    secret_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Spark properties holding secrets: give each as EnvVar('NAME') so run "
+        "config shows the variable's name; Spark redacts them in its logs.",
+    )
     master: str | None = Field(default="local[*]", description="spark.master; None keeps Spark's.")
     app_name: str = Field(default="pysetl-dagster", description="spark.app.name")
     remote: str | None = Field(default=None, description="Spark Connect URL, e.g. sc://localhost")
@@ -62,6 +67,7 @@ class PySparkSessionResource(LazyPySparkResource):
         elif self.master:
             conf["spark.master"] = self.master
         conf.update(self.spark_config)
+        conf.update(self.secret_config)
         self._spark_session = spark_session_from_config(conf)
         if self.stop_at_exit:
             _register_stop_hook()

@@ -47,6 +47,20 @@ ensure_venv() {
   fi
 }
 
+# System packages the tests start for real: PostgreSQL (the production stack) and Chromium (the
+# browser test). apt-get runs only when a binary is missing.
+ensure_system_packages() {
+  local missing=()
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  (( ${#missing[@]} == 0 )) && return 0
+  echo "Installing ${missing[*]} with apt-get (needed by the deployment and browser tests)..."
+  local log="$ROOT/.venv-apt.log"
+  local sudo=""; (( EUID == 0 )) || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >"$log" 2>&1 \
+    || die "apt-get could not install ${missing[*]} (log: $log): install them by hand (Debian packages ${missing[*]})."
+}
+
 export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
 mkdir -p "$DAGSTER_HOME"
 [[ -f "$DAGSTER_HOME/dagster.yaml" ]] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"

@@ -72,3 +72,7 @@ def native_outputs(spark: SparkSession) -> dict[str, DataFrame]:
         definitions.retail.asset_key(f).to_user_string(): pipeline.get_output(f).localCheckpoint()
         for f in FACTORIES
     }
+
+
+# The production stack (PostgreSQL, daemon, webserver, code server): one per test session.
+pytest_plugins = ["tests.prod_stack"]
