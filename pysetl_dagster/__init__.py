@@ -4,6 +4,14 @@ from .assets import TranslatedPipeline, build_factory_asset, build_pysetl_assets
 from .errors import PySetlDefinitionError, PySetlFactoryError
 from .graph import ExternalInput, FactoryNode, PipelineGraph, ResolvedInput
 from .io_managers import PySetlStorageError, SparkParquetIOManager
+from .observability import (
+    asset_scope,
+    cancel_run_jobs,
+    no_leaked_spark_labels,
+    spark_job_scope,
+    spark_metrics,
+    spark_tags,
+)
 from .ops import build_stage_job
 from .pipelines import (
     PySetlPipelineDefinitions,
@@ -12,7 +20,7 @@ from .pipelines import (
     pysetl_pipeline,
 )
 from .resources import PySetlSparkError, PySparkSessionResource
-from .runner import FactoryRun, cancel_run_jobs, run_factory, spark_job_scope
+from .runner import FactoryRun, run_factory
 from .translator import (
     PySetlExternalData,
     PySetlFactoryData,
@@ -39,6 +47,7 @@ __all__ = [
     "ResolvedInput",
     "SparkParquetIOManager",
     "TranslatedPipeline",
+    "asset_scope",
     "build_definitions",
     "build_factory_asset",
     "build_pysetl_assets",
@@ -46,8 +55,11 @@ __all__ = [
     "cancel_run_jobs",
     "default_storage_path",
     "factory_code_version",
+    "no_leaked_spark_labels",
     "pysetl_pipeline",
     "run_factory",
     "spark_job_scope",
+    "spark_metrics",
+    "spark_tags",
     "translate",
 ]

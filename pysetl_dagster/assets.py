@@ -230,7 +230,10 @@ def _build_factory_asset(
         ins=ins,
         deps=other_deps,
         required_resource_keys={SPARK_RESOURCE_KEY},
-        op_tags={"pysetl/factory": node.name},
+        op_tags={
+            "pysetl/factory": node.name,
+            **({"pysetl/stage": str(node.stage_index)} if node.stage_index is not None else {}),
+        },
     )(fn)
 
 

@@ -36,6 +36,19 @@ from pydantic import Field, PrivateAttr
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from .errors import PySetlFactoryError
+from .observability import (
+    active_session,
+    asset_scope,
+    failed_spark_work,
+    loaded_inputs,
+    note_input,
+    spark_metrics,
+    spark_ui_url,
+    split_spark_error,
+    step_tag,
+)
+
 MANIFEST = "_current.json"
 ASSET_KEY_METADATA = "pysetl/asset_key"
 """Op outputs carrying this definition metadata are stored (and recorded) as that asset."""
@@ -63,6 +76,11 @@ class SparkParquetIOManager(ConfigurableIOManager):
         default=False, description="Record a row count (a Spark job) with each materialization."
     )
     keep_versions: int = Field(default=2, ge=1, description="Versions kept per asset.")
+    spark_metrics: bool = Field(
+        default=True,
+        description="Attach the Spark jobs, stages, tasks, records, bytes, shuffle, executor "
+        "time, memory and spill of each materialization (from Spark's status store).",
+    )
 
     # A version folder never changes once written, so within a run a DataFrame read from it can
     # serve every consumer: one file listing and footer read instead of one per consumer.
@@ -102,11 +120,26 @@ class SparkParquetIOManager(ConfigurableIOManager):
         metadata: dict[str, Any] = {"path": MetadataValue.path(str(target))}
         if isinstance(obj, DataFrame):
             fmt = "parquet"
-            obj.write.mode("errorifexists").parquet(str(target))
-            metadata["dagster/column_schema"] = table_schema_of_struct(obj.schema)
-            if self.count_rows:
-                rows = _spark().read.parquet(str(target)).count()
-                metadata["dagster/row_count"] = MetadataValue.int(rows)
+            spark = obj.sparkSession
+            label = _label_of_output(context, op_asset_key)
+            # The Factory's lazy plan (and the reads of its inputs) runs here: label it.
+            with asset_scope(spark, context.run_id, label, f"store {version}"):
+                start = time.perf_counter()
+                try:
+                    obj.write.mode("errorifexists").parquet(str(target))
+                except Exception as exc:
+                    raise PySetlFactoryError(
+                        _write_error(context, label, version, exc, spark)
+                    ) from exc
+                metadata["pysetl/store_s"] = MetadataValue.float(
+                    round(time.perf_counter() - start, 4)
+                )
+                metadata["dagster/column_schema"] = table_schema_of_struct(obj.schema)
+                if self.count_rows:
+                    rows = spark.read.parquet(str(target)).count()
+                    metadata["dagster/row_count"] = MetadataValue.int(rows)
+            if self.spark_metrics:
+                metadata.update(_metrics_metadata(spark, step_tag(context.run_id, label)))
         else:
             fmt = "pickle"
             target.mkdir()
@@ -136,9 +169,13 @@ class SparkParquetIOManager(ConfigurableIOManager):
             location, key = self._output_location(upstream)
         name = key.to_user_string() if key else context.name
         path, manifest = self._current(location, f"Input {context.name!r} needs {name}, which")
+        note_input(context.step_context.step.key, name, manifest["version"])
         if manifest["format"] == "parquet":
             if str(path) not in self._loaded:
-                self._loaded[str(path)] = _spark().read.parquet(str(path))
+                spark = active_session() or _spark()
+                run_id = context.step_context.run_id
+                with asset_scope(spark, run_id, _label_of_input(context), f"load {name}"):
+                    self._loaded[str(path)] = spark.read.parquet(str(path))
             return self._loaded[str(path)]
         with open(path / "value.pickle", "rb") as fh:
             return pickle.load(fh)
@@ -191,3 +228,50 @@ def _asset_key_of_output(context: OutputContext) -> AssetKey | None:
     if isinstance(raw, MetadataValue):
         raw = getattr(raw, "value", raw)
     return AssetKey.from_user_string(raw) if isinstance(raw, str) else None
+
+
+def _label_of_output(context: OutputContext, op_asset_key: AssetKey | None) -> str:
+    """The asset (or `step.output`) whose tag labels the Spark jobs of this write."""
+    key = op_asset_key or (context.asset_key if context.has_asset_key else None)
+    return key.to_user_string() if key else f"{context.step_key}.{context.name}"
+
+
+def _label_of_input(context: InputContext) -> str:
+    """The consuming step's asset: a read is the consumer's work (and its metrics)."""
+    keys = sorted(k.to_user_string() for k in context.step_context.get_output_asset_keys())
+    return keys[0] if len(keys) == 1 else context.step_context.step.key
+
+
+def _metrics_metadata(spark: SparkSession, tag: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        name: MetadataValue.int(value) for name, value in spark_metrics(spark, tag).items()
+    }
+    url = spark_ui_url(spark)
+    if url:
+        metadata["spark/ui"] = MetadataValue.url(f"{url}/jobs/")
+    return metadata
+
+
+def _write_error(
+    context: OutputContext, label: str, version: str, exc: Exception, spark: SparkSession
+) -> str:
+    """The failed write's error: the Factory's lazy work fails here, so say which Factory,
+    Stage, inputs and Spark stage, Spark's message first and the JVM trace folded below."""
+    message, trace = split_spark_error(exc)
+    factory = (context.op_def.tags or {}).get("pysetl/factory", context.step_key)
+    stage = (context.op_def.tags or {}).get("pysetl/stage")
+    lines = [
+        f"Factory {factory} (asset {label}) failed while its output was computed and stored "
+        f"(version {version}): {type(exc).__name__}: {message}"
+    ]
+    if stage is not None:
+        lines.append(f"Stage: {stage}")
+    inputs = loaded_inputs(context.step_key)
+    if inputs:
+        lines.append("Inputs: " + ", ".join(f"{k} (version {v})" for k, v in inputs.items()))
+    failed = failed_spark_work(spark, step_tag(context.run_id, label))
+    if failed:
+        lines.append("Failed in " + failed)
+    if trace:
+        lines.append("--- JVM stack trace ---\n" + trace)
+    return "\n".join(lines)

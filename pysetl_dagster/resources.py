@@ -20,6 +20,8 @@ from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field
 from pyspark.sql import SparkSession
 
+from .observability import watch_run
+
 _STOP_HOOK_LOCK = threading.Lock()
 _STOP_HOOK_REGISTERED = False
 
@@ -45,11 +47,20 @@ class PySparkSessionResource(LazyPySparkResource):
     app_name: str = Field(default="pysetl-dagster", description="spark.app.name")
     remote: str | None = Field(default=None, description="Spark Connect URL, e.g. sc://localhost")
     stop_at_exit: bool = Field(default=True, description="Stop the session when the process exits.")
+    cancel_on_terminate: bool = Field(
+        default=True,
+        description="Watch the run's status and cancel its Spark jobs (by tag) when the run is "
+        "terminated, so a blocked Spark action ends within a second.",
+    )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Start the session with the run, before any step loads its inputs through the IO
         # manager, so every `getOrCreate` in the run returns this configured session.
         self._init_session()
+        run = context.dagster_run
+        if self.cancel_on_terminate and run is not None and context.instance is not None:
+            # Terminating the run (UI, GraphQL, instance) cancels its Spark jobs by tag.
+            watch_run(context.instance, run.run_id, self._spark_session)
 
     def _init_session(self) -> None:
         if self._spark_session is not None:
