@@ -26,6 +26,7 @@ from typedspark import DataSet
 
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
+from .logs import factory_logging
 from .observability import (
     asset_scope,
     describe,
@@ -128,7 +129,10 @@ def run_factory(
     timings: dict[str, float] = {}
     step = "read"
     try:
-        with asset_scope(spark, run_id, asset, f"{node.name}.read()") as scope:
+        with (
+            factory_logging(run_id, asset, node.name),
+            asset_scope(spark, run_id, asset, f"{node.name}.read()") as scope,
+        ):
             start = time.perf_counter()
             factory.read()
             timings["read"] = time.perf_counter() - start

@@ -13,10 +13,12 @@ from pyspark.sql import functions as F
 from typedspark import DataSet
 
 from pysetl_dagster import (
+    PySparkSessionResource,
     SparkParquetIOManager,
     no_leaked_spark_labels,
     pysetl_pipeline,
 )
+from pysetl_dagster.logs import DagsterRunLogHandler
 from pysetl_dagster.observability import (
     ASSET_TAG_PREFIX,
     active_job_ids_with_tag,
@@ -231,3 +233,43 @@ def test_a_failing_factory_names_factory_stage_inputs_and_spark_stage(
     # Spark's message comes before the folded JVM stack trace.
     assert text.index("value 2 is not allowed") < text.index("--- JVM stack trace ---")
     _assert_thread_clean(spark)
+
+
+def test_factory_logs_land_in_the_run_log_with_asset_and_factory(
+    spark: SparkSession, resources: dict[str, Any]
+) -> None:
+    import json
+    import logging
+
+    class Chatty(Numbers):
+        def process(self) -> Self:
+            self.log_info("pysetl HasLogger says hello")  # PySetl logs via the root logger
+            logging.getLogger("my.factory").warning("own logger warns")
+            return super().process()
+
+    assets = pysetl_pipeline(Pipeline().add_stage(Stage().add_factory(Chatty())), name="l").assets
+    for log_format in ("text", "json"):
+        instance = dg.DagsterInstance.ephemeral()
+        run_resources = {
+            **resources,
+            "pyspark": PySparkSessionResource(stop_at_exit=False, log_format=log_format),
+        }
+        result = dg.materialize(assets, resources=run_resources, instance=instance)
+        assert result.success
+        entries = [
+            e for e in instance.all_logs(result.run_id) if e.user_message and e.step_key
+        ]
+        mine = [e for e in entries if "hello" in e.user_message or "warns" in e.user_message]
+        assert len(mine) == 2, [e.user_message for e in entries]
+        assert {e.step_key for e in mine} == {"chatty"}
+        assert {e.level for e in mine} == {logging.INFO, logging.WARNING}
+        for entry in mine:
+            if log_format == "json":
+                record = json.loads(entry.user_message)
+                assert record["asset"] == "chatty" and record["factory"] == "Chatty"
+                assert record["run"] == result.run_id
+            else:
+                assert entry.user_message.startswith(
+                    f"[run={result.run_id} asset=chatty factory=Chatty] "
+                )
+    assert not any(isinstance(h, DagsterRunLogHandler) for h in logging.getLogger().handlers)
