@@ -273,3 +273,38 @@ def test_factory_logs_land_in_the_run_log_with_asset_and_factory(
                     f"[run={result.run_id} asset=chatty factory=Chatty] "
                 )
     assert not any(isinstance(h, DagsterRunLogHandler) for h in logging.getLogger().handlers)
+
+
+def test_run_metrics_parse_as_prometheus_text(
+    spark: SparkSession, resources: dict[str, Any]
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pysetl_dagster.prometheus import run_metrics_text
+
+    instance = dg.DagsterInstance.ephemeral()
+    assets = pysetl_pipeline(build_numbers_pipeline(), name="prom").assets
+    result = dg.materialize(
+        assets, resources=resources, run_config=numbers_config(7), instance=instance
+    )
+    assert result.success
+    families = {f.name: f for f in text_string_to_metric_families(
+        run_metrics_text(instance, result.run_id))}  # fmt: skip
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+    job = (("job", "__ephemeral_asset_job__"),)
+    assert samples[("pysetl_run_success", job)] == 1
+    assert samples[("pysetl_run_duration_seconds", job)] > 0
+    rows = {dict(k[1])["asset"]: v for k, v in samples.items() if k[0] == "pysetl_asset_rows"}
+    assert rows == {"numbers": 7, "doubled": 7, "total": 1}
+    phases = {
+        dict(k[1])["phase"] for k in samples if k[0] == "pysetl_asset_phase_seconds"
+    }
+    assert {"read", "process", "store"} <= phases
+    assert any(
+        k[0] == "pysetl_asset_spark" and dict(k[1])["metric"] == "tasks" and v >= 1
+        for k, v in samples.items()
+    )
