@@ -44,6 +44,7 @@ from .observability import (
     loaded_inputs,
     note_input,
     spark_metrics,
+    spark_plan,
     spark_ui_url,
     split_spark_error,
     step_tag,
@@ -76,6 +77,10 @@ class SparkParquetIOManager(ConfigurableIOManager):
         default=False, description="Record a row count (a Spark job) with each materialization."
     )
     keep_versions: int = Field(default=2, ge=1, description="Versions kept per asset.")
+    debug_plans: bool = Field(
+        default=False,
+        description="Debug mode: attach each output's Spark plan (explain, formatted).",
+    )
     spark_metrics: bool = Field(
         default=True,
         description="Attach the Spark jobs, stages, tasks, records, bytes, shuffle, executor "
@@ -122,6 +127,8 @@ class SparkParquetIOManager(ConfigurableIOManager):
             fmt = "parquet"
             spark = obj.sparkSession
             label = _label_of_output(context, op_asset_key)
+            if self.debug_plans:
+                metadata["spark/plan"] = MetadataValue.md(f"```\n{spark_plan(obj)}\n```")
             # The Factory's lazy plan (and the reads of its inputs) runs here: label it.
             with asset_scope(spark, context.run_id, label, f"store {version}"):
                 start = time.perf_counter()

@@ -415,6 +415,15 @@ def spark_metrics(spark: SparkSession | None, tag: str) -> dict[str, int]:
     return totals
 
 
+def spark_plan(df: Any) -> str:
+    """The DataFrame's plan as `explain(mode="formatted")` prints it."""
+    try:
+        jvm = df.sparkSession.sparkContext._jvm
+        return str(jvm.PythonSQLUtils.explainString(df._jdf.queryExecution(), "formatted"))
+    except Exception:  # Spark Connect: no JVM here; ask the server
+        return str(df._explain_string("formatted")) if hasattr(df, "_explain_string") else ""
+
+
 def spark_ui_url(spark: SparkSession | None) -> str | None:
     """The Spark UI of this session, when it runs one."""
     sc = spark_context(spark)

@@ -4,13 +4,14 @@ Everything comes from the run's Dagster event log (which holds the Spark metrics
 manager attached to each materialization), so the same figures appear in the Dagster UI and
 in Prometheus/Grafana (dashboard: docker/grafana-pysetl-dashboard.json):
 
-    pysetl_run_duration_seconds{job}            pysetl_run_success{job}
-    pysetl_asset_step_failures{job,asset}       pysetl_asset_check_passed{job,asset,check}
-    pysetl_asset_phase_seconds{job,asset,phase} (read, process, write, store)
-    pysetl_asset_rows{job,asset}                (records written, from Spark)
-    pysetl_asset_spark{job,asset,metric}        (jobs, stages, tasks, bytes, shuffle, spill...)
+    pysetl_run_duration_seconds, pysetl_run_success
+    pysetl_asset_step_failures{asset}, pysetl_asset_check_passed{asset,check}
+    pysetl_asset_phase_seconds{asset,phase}   (read, process, write, store)
+    pysetl_asset_rows{asset}                  (records written, from Spark)
+    pysetl_asset_spark{asset,metric}          (jobs, stages, tasks, bytes, shuffle, spill...)
 
-`push_run_metrics` pushes one run's metrics (grouping key: job); `prometheus_sensors` do it
+all labelled with `dagster_job` (not `job`: the Pushgateway's grouping key owns that label).
+`push_run_metrics` pushes one run's metrics (grouping key: dagster_job); `prometheus_sensors` do it
 after every finished run (needs the Dagster daemon, as `dagster dev` runs).
 """
 
@@ -40,20 +41,20 @@ def run_metrics_registry(instance: DagsterInstance, run_id: str) -> CollectorReg
         raise ValueError(f"Run {run_id} is not in this Dagster instance: check the run id.")
     job = run.job_name
     registry = CollectorRegistry()
-    duration = Gauge("pysetl_run_duration_seconds", "Wall time of the run.", ["job"],
+    duration = Gauge("pysetl_run_duration_seconds", "Wall time of the run.", ["dagster_job"],
                      registry=registry)  # fmt: skip
-    success = Gauge("pysetl_run_success", "1 if the run succeeded, else 0.", ["job"],
+    success = Gauge("pysetl_run_success", "1 if the run succeeded, else 0.", ["dagster_job"],
                     registry=registry)  # fmt: skip
     failures = Gauge("pysetl_asset_step_failures", "Failed steps of the asset in the run.",
-                     ["job", "asset"], registry=registry)  # fmt: skip
+                     ["dagster_job", "asset"], registry=registry)  # fmt: skip
     checks = Gauge("pysetl_asset_check_passed", "1 if the asset check passed, else 0.",
-                   ["job", "asset", "check"], registry=registry)  # fmt: skip
+                   ["dagster_job", "asset", "check"], registry=registry)  # fmt: skip
     phases = Gauge("pysetl_asset_phase_seconds", "Wall time of a phase of the asset's step.",
-                   ["job", "asset", "phase"], registry=registry)  # fmt: skip
+                   ["dagster_job", "asset", "phase"], registry=registry)  # fmt: skip
     rows = Gauge("pysetl_asset_rows", "Records the asset's materialization wrote (Spark).",
-                 ["job", "asset"], registry=registry)  # fmt: skip
+                 ["dagster_job", "asset"], registry=registry)  # fmt: skip
     spark = Gauge("pysetl_asset_spark", "Spark metrics of the asset's materialization.",
-                  ["job", "asset", "metric"], registry=registry)  # fmt: skip
+                  ["dagster_job", "asset", "metric"], registry=registry)  # fmt: skip
 
     stats = instance.get_run_stats(run_id)
     if stats.start_time and stats.end_time:

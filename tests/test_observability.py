@@ -174,7 +174,10 @@ def test_materialization_metadata_has_spark_metrics(
     spark: SparkSession, resources: dict[str, Any]
 ) -> None:
     assets = pysetl_pipeline(build_numbers_pipeline(), name="metrics").assets
-    result = dg.materialize(assets, resources=resources, run_config=numbers_config(1000))
+    debug_io = SparkParquetIOManager(base_path=resources["io_manager"].base_path, debug_plans=True)
+    result = dg.materialize(
+        assets, resources={**resources, "io_manager": debug_io}, run_config=numbers_config(1000)
+    )
     assert result.success
     meta: dict[str, Any] = {
         e.asset_key.to_user_string(): e.materialization.metadata
@@ -187,6 +190,7 @@ def test_materialization_metadata_has_spark_metrics(
     assert numbers["spark/output_bytes"].value > 0
     assert numbers["spark/executor_run_time_ms"].value >= 0
     assert meta["total"]["spark/output_records"].value == 1
+    assert "Range" in numbers["spark/plan"].value  # debug mode: the formatted Spark plan
     # Doubled reads numbers' stored version: its input records are numbers' rows.
     assert meta["doubled"]["spark/input_records"].value == 1000
     for step in ("pysetl/read_s", "pysetl/process_s", "pysetl/store_s"):
@@ -295,7 +299,7 @@ def test_run_metrics_parse_as_prometheus_text(
         for f in families.values()
         for s in f.samples
     }
-    job = (("job", "__ephemeral_asset_job__"),)
+    job = (("dagster_job", "__ephemeral_asset_job__"),)
     assert samples[("pysetl_run_success", job)] == 1
     assert samples[("pysetl_run_duration_seconds", job)] > 0
     rows = {dict(k[1])["asset"]: v for k, v in samples.items() if k[0] == "pysetl_asset_rows"}
