@@ -5,6 +5,14 @@ from .checks import CheckPlan, Validation, ValidationDepth, pandera_schema_from_
 from .errors import PySetlDefinitionError, PySetlFactoryError
 from .graph import ExternalInput, FactoryNode, PipelineGraph, ResolvedInput
 from .io_managers import PySetlStorageError, SparkParquetIOManager
+from .observability import (
+    asset_scope,
+    cancel_run_jobs,
+    no_leaked_spark_labels,
+    spark_job_scope,
+    spark_metrics,
+    spark_tags,
+)
 from .ops import build_stage_job
 from .pipelines import (
     PySetlPipelineDefinitions,
@@ -14,7 +22,7 @@ from .pipelines import (
 )
 from .profiles import Credentials, Profile, PySetlProfileError, load_profile
 from .resources import PySetlSparkError, PySparkSessionResource
-from .runner import FactoryRun, cancel_run_jobs, run_factory, spark_job_scope
+from .runner import FactoryRun, run_factory
 from .specs import TranslatedPipeline, translate
 from .step import factory_step
 from .translator import (
@@ -49,6 +57,7 @@ __all__ = [
     "TranslatedPipeline",
     "Validation",
     "ValidationDepth",
+    "asset_scope",
     "build_definitions",
     "build_factory_asset",
     "build_pysetl_assets",
@@ -58,9 +67,12 @@ __all__ = [
     "factory_code_version",
     "factory_step",
     "load_profile",
+    "no_leaked_spark_labels",
     "pandera_schema_from_typedspark",
     "pysetl_pipeline",
     "run_factory",
     "spark_job_scope",
+    "spark_metrics",
+    "spark_tags",
     "translate",
 ]

@@ -142,7 +142,10 @@ def _build_factory_asset(
         check_specs=translated.check_specs(node),
         can_subset=True,
         required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
-        op_tags={"pysetl/factory": node.name},
+        op_tags={
+            "pysetl/factory": node.name,
+            **({"pysetl/stage": str(node.stage_index)} if node.stage_index is not None else {}),
+        },
     )(fn)
 
 

@@ -38,6 +38,20 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from .errors import PySetlFactoryError
+from .observability import (
+    active_session,
+    asset_scope,
+    failed_spark_work,
+    loaded_inputs,
+    note_input,
+    spark_metrics,
+    spark_plan,
+    spark_ui_url,
+    split_spark_error,
+    step_tag,
+)
+
 MANIFEST = "_current.json"
 REJECTED = "_rejected"
 """Versions that failed a blocking check are moved here, never made current."""
@@ -108,6 +122,15 @@ class SparkParquetIOManager(ConfigurableIOManager):
         "outputs); row-level checks ride on the write and are always exact.",
     )
     keep_versions: int = Field(default=2, ge=1, description="Versions kept per asset.")
+    debug_plans: bool = Field(
+        default=False,
+        description="Debug mode: attach each output's Spark plan (explain, formatted).",
+    )
+    spark_metrics: bool = Field(
+        default=True,
+        description="Attach the Spark jobs, stages, tasks, records, bytes, shuffle, executor "
+        "time, memory and spill of each materialization (from Spark's status store).",
+    )
 
     # A version folder never changes once written, so within a run a DataFrame read from it can
     # serve every consumer: one file listing and footer read instead of one per consumer.
@@ -144,6 +167,9 @@ class SparkParquetIOManager(ConfigurableIOManager):
         location: Path,
         value: Any,
         observe: list[Column] | None = None,
+        *,
+        run_id: str | None = None,
+        label: str | None = None,
     ) -> StoredVersion:
         """Write a new version next to the current one, without making it current.
 
@@ -156,7 +182,11 @@ class SparkParquetIOManager(ConfigurableIOManager):
         if isinstance(value, DataFrame):
             observation = Observation(f"pysetl_{uuid.uuid4().hex[:8]}")
             exprs = observe or [F.count(F.lit(1)).alias("__rows")]
-            value.observe(observation, *exprs).write.mode("errorifexists").parquet(str(target))
+            # The Factory's lazy plan (and the reads of its inputs) runs here: label it.
+            with asset_scope(
+                value.sparkSession, run_id or "", label or str(location), f"store {version}"
+            ):
+                value.observe(observation, *exprs).write.mode("errorifexists").parquet(str(target))
             return StoredVersion(
                 location,
                 version,
@@ -211,7 +241,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
     def read_version(self, path: Path, schema_json: str | None = None) -> DataFrame:
         """A stored Parquet version, lazily. With its schema known (the manifest keeps it),
         Spark skips schema inference, which would otherwise run a job over the files' footers."""
-        reader = _spark().read
+        reader = (active_session() or _spark()).read
         if schema_json:
             reader = reader.schema(StructType.fromJson(json.loads(schema_json)))
         return reader.parquet(str(path))
@@ -234,7 +264,19 @@ class SparkParquetIOManager(ConfigurableIOManager):
             stored, op_asset_key = obj, obj.asset_key
         else:
             location, op_asset_key = self.location_for(context)
-            stored = self.write_version(op_asset_key, location, obj)
+            label = _label_of_output(context, op_asset_key)
+            try:
+                stored = self.write_version(
+                    op_asset_key, location, obj, run_id=context.run_id, label=label
+                )
+            except Exception as exc:
+                if not isinstance(obj, DataFrame):
+                    raise
+                raise PySetlFactoryError(
+                    _write_error(context, label, "new", exc, obj.sparkSession)
+                ) from exc
+            if isinstance(obj, DataFrame):
+                context.add_output_metadata(self.spark_metadata(obj, context.run_id, label))
         if not stored.published:
             stored = self.publish(stored, context.run_id)
         metadata = self.version_metadata(stored)
@@ -245,6 +287,17 @@ class SparkParquetIOManager(ConfigurableIOManager):
             context.log_event(
                 AssetMaterialization(asset_key=op_asset_key, metadata={**run_metadata, **metadata})
             )
+
+    def spark_metadata(self, df: DataFrame, run_id: str, label: str) -> dict[str, Any]:
+        """What Spark did for one output (metrics by the step's tag) and, in debug mode, its
+        plan."""
+        metadata: dict[str, Any] = {}
+        spark = df.sparkSession
+        if self.debug_plans:
+            metadata["spark/plan"] = MetadataValue.md(f"```\n{spark_plan(df)}\n```")
+        if self.spark_metrics:
+            metadata.update(_metrics_metadata(spark, step_tag(run_id, label)))
+        return metadata
 
     def version_metadata(self, stored: StoredVersion) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -271,9 +324,13 @@ class SparkParquetIOManager(ConfigurableIOManager):
             location, key = self._output_location(upstream)
         name = key.to_user_string() if key else context.name
         path, manifest = self._current(location, f"Input {context.name!r} needs {name}, which")
+        note_input(context.step_context.step.key, name, manifest["version"])
         if manifest["format"] == "parquet":
             if str(path) not in self._loaded:
-                self._loaded[str(path)] = self.read_version(path, manifest.get("schema"))
+                spark = active_session() or _spark()
+                run_id = context.step_context.run_id
+                with asset_scope(spark, run_id, _label_of_input(context), f"load {name}"):
+                    self._loaded[str(path)] = self.read_version(path, manifest.get("schema"))
             return self._loaded[str(path)]
         with open(path / "value.pickle", "rb") as fh:
             return pickle.load(fh)
@@ -327,3 +384,50 @@ def _asset_key_of_output(context: OutputContext) -> AssetKey | None:
     if isinstance(raw, MetadataValue):
         raw = getattr(raw, "value", raw)
     return AssetKey.from_user_string(raw) if isinstance(raw, str) else None
+
+
+def _label_of_output(context: OutputContext, op_asset_key: AssetKey | None) -> str:
+    """The asset (or `step.output`) whose tag labels the Spark jobs of this write."""
+    key = op_asset_key or (context.asset_key if context.has_asset_key else None)
+    return key.to_user_string() if key else f"{context.step_key}.{context.name}"
+
+
+def _label_of_input(context: InputContext) -> str:
+    """The consuming step's asset: a read is the consumer's work (and its metrics)."""
+    keys = sorted(k.to_user_string() for k in context.step_context.get_output_asset_keys())
+    return keys[0] if len(keys) == 1 else context.step_context.step.key
+
+
+def _metrics_metadata(spark: SparkSession, tag: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        name: MetadataValue.int(value) for name, value in spark_metrics(spark, tag).items()
+    }
+    url = spark_ui_url(spark)
+    if url:
+        metadata["spark/ui"] = MetadataValue.url(f"{url}/jobs/")
+    return metadata
+
+
+def _write_error(
+    context: OutputContext, label: str, version: str, exc: Exception, spark: SparkSession
+) -> str:
+    """The failed write's error: the Factory's lazy work fails here, so say which Factory,
+    Stage, inputs and Spark stage, Spark's message first and the JVM trace folded below."""
+    message, trace = split_spark_error(exc)
+    factory = (context.op_def.tags or {}).get("pysetl/factory", context.step_key)
+    stage = (context.op_def.tags or {}).get("pysetl/stage")
+    lines = [
+        f"Factory {factory} (asset {label}) failed while its output was computed and stored "
+        f"(version {version}): {type(exc).__name__}: {message}"
+    ]
+    if stage is not None:
+        lines.append(f"Stage: {stage}")
+    inputs = loaded_inputs(context.step_key)
+    if inputs:
+        lines.append("Inputs: " + ", ".join(f"{k} (version {v})" for k, v in inputs.items()))
+    failed = failed_spark_work(spark, step_tag(context.run_id, label))
+    if failed:
+        lines.append("Failed in " + failed)
+    if trace:
+        lines.append("--- JVM stack trace ---\n" + trace)
+    return "\n".join(lines)

@@ -12,13 +12,16 @@ import atexit
 import os
 import shutil
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from dagster import InitResourceContext
 from dagster_pyspark import LazyPySparkResource
 from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field
 from pyspark.sql import SparkSession
+
+from .logs import set_run_log_format
+from .observability import watch_run
 
 _STOP_HOOK_LOCK = threading.Lock()
 _STOP_HOOK_REGISTERED = False
@@ -50,11 +53,27 @@ class PySparkSessionResource(LazyPySparkResource):
     app_name: str = Field(default="pysetl-dagster", description="spark.app.name")
     remote: str | None = Field(default=None, description="Spark Connect URL, e.g. sc://localhost")
     stop_at_exit: bool = Field(default=True, description="Stop the session when the process exits.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How PySetl's and the Factories' log records appear in the run log: "
+        "'[run=… asset=… factory=…] message' or one JSON object per record.",
+    )
+    cancel_on_terminate: bool = Field(
+        default=True,
+        description="Watch the run's status and cancel its Spark jobs (by tag) when the run is "
+        "terminated, so a blocked Spark action ends within a second.",
+    )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Start the session with the run, before any step loads its inputs through the IO
         # manager, so every `getOrCreate` in the run returns this configured session.
         self._init_session()
+        run = context.dagster_run
+        if run is not None:
+            set_run_log_format(run.run_id, self.log_format)
+        if self.cancel_on_terminate and run is not None and context.instance is not None:
+            # Terminating the run (UI, GraphQL, instance) cancels its Spark jobs by tag.
+            watch_run(context.instance, run.run_id, self._spark_session)
 
     def _init_session(self) -> None:
         if self._spark_session is not None:

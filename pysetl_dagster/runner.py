@@ -5,17 +5,17 @@ runs in one process would share them. Here every execution works on its own copy
 Factory with fresh, instance-level Deliveries: nothing a run injects is visible to another run,
 and nothing an earlier run (or a native `Pipeline.run()`) left on the class is read.
 
-The Spark job group and tags of the Factory's jobs are set around read/process/write and cleared
-afterwards (PySetl sets a job group and never clears it), so the Spark UI shows which asset of
-which Dagster run launched each job, and `cancel_run_jobs` can stop them.
+The Factory's read/process/write run in an `observability.asset_scope`: its Spark jobs carry the
+run and asset tags and a description naming the method, the thread's labels are restored
+afterwards (PySetl sets a job group and never clears it), and a Factory that raises leaves none
+of its Spark jobs running.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,16 @@ from typedspark import DataSet
 
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
+from .logs import factory_logging
+from .observability import (
+    asset_scope,
+    describe,
+    failed_spark_work,
+    loaded_inputs,
+    spark_context,
+    split_spark_error,
+    step_tag,
+)
 
 _UNSET = object()
 
@@ -91,49 +101,6 @@ class FactoryRun:
         return meta
 
 
-def spark_tags(run_id: str, asset: str) -> list[str]:
-    """Spark job tags for one Factory execution (Spark forbids commas in tags)."""
-    return [f"dagster-run-{run_id}", f"dagster-asset-{asset}".replace(",", "_")]
-
-
-@contextmanager
-def spark_job_scope(
-    spark: SparkSession | None, group_id: str, description: str, tags: list[str]
-) -> Iterator[None]:
-    """Label the Spark jobs started inside with a job group and tags; clear both afterwards."""
-    sc = _spark_context(spark)
-    if sc is None:
-        yield
-        return
-    sc.setJobGroup(group_id, description, interruptOnCancel=True)
-    for tag in tags:
-        sc.addJobTag(tag)
-    try:
-        yield
-    finally:
-        for tag in tags:
-            sc.removeJobTag(tag)
-        # SparkContext has no clearJobGroup(); unsetting the local properties is what it would do.
-        for prop in ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel"):
-            sc.setLocalProperty(prop, None)  # type: ignore[arg-type]
-
-
-def cancel_run_jobs(spark: SparkSession, run_id: str) -> None:
-    """Cancel every Spark job a Dagster run started (e.g. when the run is terminated)."""
-    sc = _spark_context(spark)
-    if sc is not None:
-        sc.cancelJobsWithTag(f"dagster-run-{run_id}")
-
-
-def _spark_context(spark: SparkSession | None) -> Any:
-    if spark is None:
-        return None
-    try:
-        return spark.sparkContext
-    except Exception:  # Spark Connect sessions have no SparkContext
-        return None
-
-
 def run_factory(
     node: FactoryNode,
     inputs: Mapping[str, Any],
@@ -161,18 +128,22 @@ def run_factory(
 
     timings: dict[str, float] = {}
     step = "read"
-    tags = spark_tags(run_id, asset)
     try:
-        with spark_job_scope(spark, f"{asset}:{run_id}", f"pysetl {node.name}", tags):
+        with (
+            factory_logging(run_id, asset, node.name),
+            asset_scope(spark, run_id, asset, f"{node.name}.read()") as scope,
+        ):
             start = time.perf_counter()
             factory.read()
             timings["read"] = time.perf_counter() - start
             step = "process"
+            scope.describe(describe(asset, f"{node.name}.process()", run_id))
             start = time.perf_counter()
             factory.process()
             timings["process"] = time.perf_counter() - start
             if write and factory.is_writable:
                 step = "write"
+                scope.describe(describe(asset, f"{node.name}.write()", run_id))
                 start = time.perf_counter()
                 factory.write()
                 timings["write"] = time.perf_counter() - start
@@ -180,7 +151,7 @@ def run_factory(
             output = factory.get()
     except Exception as exc:
         raise PySetlFactoryError(
-            f"Factory {node.name} (asset {asset}) failed in {step}(): {type(exc).__name__}: {exc}"
+            factory_error_message(node, asset, f"{step}()", exc, spark, run_id)
         ) from exc
     if output is None:
         raise PySetlFactoryError(
@@ -188,7 +159,38 @@ def run_factory(
             "of process() on the instance and return it from get()."
         )
     app_id = None
-    sc = _spark_context(spark)
+    sc = spark_context(spark)
     if sc is not None:
         app_id = sc.applicationId
     return FactoryRun(output=output, timings=timings, spark_app_id=app_id)
+
+
+def factory_error_message(
+    node: FactoryNode | None,
+    asset: str,
+    where: str,
+    exc: BaseException,
+    spark: SparkSession | None,
+    run_id: str,
+) -> str:
+    """What failed, with context: the Factory, its Stage, the inputs it had (asset keys and
+    storage versions), the Spark job and stage that failed, Spark's message, then the JVM
+    stack trace folded below."""
+    message, trace = split_spark_error(exc)
+    lines = [
+        f"Factory {node.name if node else '?'} (asset {asset}) failed in {where}: "
+        f"{type(exc).__name__}: {message}"
+    ]
+    if node is not None and node.stage_index is not None:
+        lines.append(f"Stage: {node.stage_index}")
+    inputs = loaded_inputs()
+    if inputs:
+        lines.append(
+            "Inputs: " + ", ".join(f"{key} (version {version})" for key, version in inputs.items())
+        )
+    failed = failed_spark_work(spark, step_tag(run_id, asset))
+    if failed:
+        lines.append("Failed in " + failed)
+    if trace:
+        lines.append("--- JVM stack trace ---\n" + trace)
+    return "\n".join(lines)

@@ -40,7 +40,8 @@ from .checks import (
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .io_managers import SparkParquetIOManager, StoredVersion
-from .runner import run_factory, spark_job_scope, spark_tags
+from .observability import asset_scope
+from .runner import factory_error_message, run_factory
 from .specs import TranslatedPipeline, input_name
 
 SPARK_RESOURCE_KEY = "pyspark"
@@ -92,13 +93,17 @@ def factory_step(
     metadata = run.metadata()
 
     if isinstance(storage, SparkParquetIOManager) and isinstance(run.output, DataFrame):
-        with spark_job_scope(
-            spark,
-            f"{asset}:{run_id}",
-            f"pysetl {node.name}: write and audit",
-            spark_tags(run_id, asset),
-        ):
-            stored, outcomes = _write_and_audit(storage, plan, run.output, key, partition)
+        try:
+            stored, outcomes = _write_and_audit(
+                storage, plan, run.output, key, partition, run_id=run_id
+            )
+        except Exception as exc:
+            # The Factory's lazy work runs in the write: fail with the Factory's context.
+            where = "the write of its output (nothing was published)"
+            raise PySetlFactoryError(
+                factory_error_message(node, asset, where, exc, spark, run_id)
+            ) from exc
+        metadata.update(storage.spark_metadata(run.output, run_id, asset))
         blocked = [o for o in outcomes if o.blocks]
         if blocked:
             rejected = storage.reject(stored)
@@ -147,6 +152,8 @@ def _write_and_audit(
     output: DataFrame,
     key: AssetKey,
     partition: str | None,
+    *,
+    run_id: str,
 ) -> tuple[StoredVersion, list[CheckOutcome]]:
     """Write the new version with every row-level check observed during the write, then
     evaluate the rest on the written files (never on the Factory's lineage again)."""
@@ -154,17 +161,21 @@ def _write_and_audit(
     exprs, broken = observed_exprs(spark_plan, output) if spark_plan else ([], {})
     location = storage.asset_dir(key, partition)
     previous = storage.current_manifest(key, partition)
-    stored = storage.write_version(key, location, output, observe=exprs or None)
+    asset = key.to_user_string()
+    stored = storage.write_version(
+        key, location, output, observe=exprs or None, run_id=run_id, label=asset
+    )
     if spark_plan is None:
         return stored, []
-    outcomes = evaluate(
-        spark_plan,
-        storage.read_version(stored.path, stored.schema_json),
-        stored.observed,
-        broken=broken,
-        previous_schema=_schema_of(previous, "schema"),
-        sample_fraction=_sample_fraction(spark_plan, storage),
-    )
+    with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
+        outcomes = evaluate(
+            spark_plan,
+            storage.read_version(stored.path, stored.schema_json),
+            stored.observed,
+            broken=broken,
+            previous_schema=_schema_of(previous, "schema"),
+            sample_fraction=_sample_fraction(spark_plan, storage),
+        )
     return stored, outcomes
 
 
@@ -205,9 +216,7 @@ def _check_stored(
     path = storage.asset_dir(key, partition) / manifest["version"]
     spark = getattr(context.resources, SPARK_RESOURCE_KEY).spark_session
     asset, run_id = key.to_user_string(), context.run.run_id
-    with spark_job_scope(
-        spark, f"{asset}:{run_id}", f"pysetl checks of {asset}", spark_tags(run_id, asset)
-    ):
+    with asset_scope(spark, run_id, asset, "asset checks on the stored output"):
         written = storage.read_version(path, manifest.get("schema"))
         exprs, broken = observed_exprs(plan, written)
         row = written.agg(*exprs).first()

@@ -15,7 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager  # noqa: E402
+from pysetl_dagster import (  # noqa: E402
+    PySparkSessionResource,
+    SparkParquetIOManager,
+    no_leaked_spark_labels,
+)
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +71,9 @@ def native_outputs(spark: SparkSession) -> dict[str, DataFrame]:
     import definitions
     from definitions.retail.pipeline import FACTORIES, build_pipeline
 
-    pipeline = build_pipeline().run()
+    # PySetl's Stage sets a job group per Factory and never clears it: keep it off this thread.
+    with no_leaked_spark_labels(spark):
+        pipeline = build_pipeline().run()
     return {
         definitions.retail.asset_key(f).to_user_string(): pipeline.get_output(f).localCheckpoint()
         for f in FACTORIES
