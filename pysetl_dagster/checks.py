@@ -377,6 +377,7 @@ class CheckOutcome:
     message: str = ""
     failure_cases: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None  # time of the whole evaluation this outcome was part of
 
     @property
     def blocks(self) -> bool:

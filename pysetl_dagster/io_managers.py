@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class StoredVersion:
     observed: dict[str, Any] = field(default_factory=dict)
     schema_json: str | None = None
     published: bool = False
+    write_s: float | None = None
 
     @property
     def path(self) -> Path:
@@ -186,7 +187,9 @@ class SparkParquetIOManager(ConfigurableIOManager):
             with asset_scope(
                 value.sparkSession, run_id or "", label or str(location), f"store {version}"
             ):
+                start = time.perf_counter()
                 value.observe(observation, *exprs).write.mode("errorifexists").parquet(str(target))
+                write_s = time.perf_counter() - start
             return StoredVersion(
                 location,
                 version,
@@ -194,6 +197,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
                 asset_key,
                 dict(observation.get),
                 value.schema.json(),
+                write_s=write_s,
             )
         target.mkdir()
         with open(target / "value.pickle", "wb") as fh:
@@ -217,15 +221,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
                 manifest["previous_schema"] = previous["schema"]
         self._switch_manifest(stored.location, manifest)
         self._prune(stored.location, keep=stored.version)
-        return StoredVersion(
-            stored.location,
-            stored.version,
-            stored.format,
-            stored.asset_key,
-            stored.observed,
-            stored.schema_json,
-            published=True,
-        )
+        return replace(stored, published=True)
 
     def reject(self, stored: StoredVersion) -> Path:
         """Move a version that failed a blocking check aside, for inspection; never current."""
@@ -311,6 +307,8 @@ class SparkParquetIOManager(ConfigurableIOManager):
             metadata["pysetl/schema_hash"] = MetadataValue.text(schema_hash(stored.schema_json))
         if stored.rows is not None:
             metadata["dagster/row_count"] = MetadataValue.int(stored.rows)
+        if stored.write_s is not None:
+            metadata["pysetl/store_s"] = MetadataValue.float(round(stored.write_s, 4))
         return metadata
 
     def load_input(self, context: InputContext) -> Any:

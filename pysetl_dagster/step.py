@@ -10,6 +10,7 @@ what is selected) is passed in. What comes next hooks in here: cache lookup, con
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,8 @@ def factory_step(
     if outcomes:
         metadata["pysetl/checks"] = summary_table(outcomes)
         metadata["pysetl/checks_failed"] = MetadataValue.int(sum(not o.passed for o in outcomes))
+        if outcomes[0].seconds is not None:
+            metadata["pysetl/checks_s"] = MetadataValue.float(round(outcomes[0].seconds, 4))
     yield Output(value, output_name=output_name, metadata=metadata)
     if plan is not None:
         yield from _emit(context, plan, outcomes, checks_as_events)
@@ -167,6 +170,7 @@ def _write_and_audit(
     )
     if spark_plan is None:
         return stored, []
+    start = time.perf_counter()
     with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
         outcomes = evaluate(
             spark_plan,
@@ -176,6 +180,8 @@ def _write_and_audit(
             previous_schema=_schema_of(previous, "schema"),
             sample_fraction=_sample_fraction(spark_plan, storage),
         )
+    for outcome in outcomes:
+        outcome.seconds = time.perf_counter() - start
     return stored, outcomes
 
 
