@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 SCHEMA_CHECK = "schema__columns"
+IN_MEMORY_ENGINES = frozenset({"pandas", "polars"})
+"""Engines whose outputs are on the driver already: pandera validates them in memory."""
 DRIFT_CHECK = "schema__drift"
 
 
@@ -120,7 +122,7 @@ def resolve_schema(schema: Any) -> Any:
 
 
 def schema_engine(schema: Any) -> str:
-    """ "pyspark" or "pandas" (the backend a resolved pandera schema validates)."""
+    """ "pyspark", "pandas" or "polars" (the backend a resolved pandera schema validates)."""
     from pandera.api.pyspark.container import DataFrameSchema as SparkSchema
 
     if isinstance(schema, SparkSchema):
@@ -129,8 +131,19 @@ def schema_engine(schema: Any) -> str:
 
     if isinstance(schema, PandasSchema):
         return "pandas"
+    try:
+        from pandera.api.polars.container import DataFrameSchema as PolarsSchema
+    except ImportError:  # polars is optional
+        return _not_a_schema(schema)
+    if isinstance(schema, PolarsSchema):
+        return "polars"
+    return _not_a_schema(schema)
+
+
+def _not_a_schema(schema: Any) -> str:
     raise TypeError(
-        f"{schema!r} is not a pandera DataFrameSchema or DataFrameModel for pyspark or pandas"
+        f"{schema!r} is not a pandera DataFrameSchema or DataFrameModel for pyspark, pandas "
+        "or polars"
     )
 
 
@@ -327,7 +340,7 @@ def build_check_plan(validation: Validation, asset_key: AssetKey, factory: str) 
         )
 
     error, warn = AssetCheckSeverity.ERROR, AssetCheckSeverity.WARN
-    if engine == "pandas":
+    if engine in IN_MEMORY_ENGINES:
         add("pandas", "schema__pandera", f"pandera schema {schema.name or ''}".strip(), error)
         return CheckPlan(asset_key, factory, validation, schema, engine, tuple(checks))
 
@@ -645,7 +658,7 @@ def _attach_failure_cases(
 
 
 def evaluate_pandas(plan: CheckPlan, value: Any) -> list[CheckOutcome]:
-    """A pandas output: pandera validates it in memory (it is already on the driver)."""
+    """A pandas or polars output: pandera validates it in memory (it is on the driver)."""
     import pandera.errors as pe
 
     (check,) = plan.checks
@@ -653,7 +666,8 @@ def evaluate_pandas(plan: CheckPlan, value: Any) -> list[CheckOutcome]:
         plan.schema.validate(value, lazy=True)
     except pe.SchemaErrors as exc:
         cases = exc.failure_cases
-        records = cases.head(50).to_dict("records")
+        head = cases.head(50)
+        records = head.to_dicts() if hasattr(head, "to_dicts") else head.to_dict("records")
         outcome = CheckOutcome(
             check, False, len(cases), len(value), f"{len(cases)} failure case(s)", records
         )

@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
 from .checks import (
+    IN_MEMORY_ENGINES,
     CheckOutcome,
     CheckPlan,
     ValidationDepth,
@@ -190,7 +191,7 @@ def _audit_in_memory(plan: CheckPlan | None, output: Any) -> list[CheckOutcome]:
     another IO manager): evaluated before the value is handed over, so nothing bad is stored."""
     if plan is None:
         return []
-    if plan.engine == "pandas":
+    if plan.engine in IN_MEMORY_ENGINES:
         return evaluate_pandas(plan, output)
     if isinstance(output, DataFrame):
         exprs, broken = observed_exprs(plan, output)

@@ -1,5 +1,5 @@
-"""pandas Factories: a pandera.pandas schema is an asset check, and a blocking one the output's
-DagsterType (dagster-pandera)."""
+"""pandas and polars Factories: a pandera.pandas or pandera.polars schema is an asset check, and
+a blocking pandas one the output's DagsterType (dagster-pandera)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any, Self
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
+import pandera.polars as ppl
+import polars as pl
 from pysetl.workflow import Factory, Pipeline, Stage
 
 from pysetl_dagster import Validation, pysetl_pipeline
@@ -16,6 +18,11 @@ from pysetl_dagster import Validation, pysetl_pipeline
 class Prices(pa.DataFrameModel):
     sku: str = pa.Field(str_matches=r"^SKU-\d+$")
     price: float = pa.Field(ge=0)
+
+
+class PolarsPrices(ppl.DataFrameModel):
+    sku: str = ppl.Field(str_matches=r"^SKU-\d+$")
+    price: float = ppl.Field(ge=0)
 
 
 GOOD = {"sku": ["SKU-1", "SKU-2"], "price": [1.5, 2.0]}
@@ -90,3 +97,45 @@ def test_blocking_pandas_schema_is_the_dagster_type(resources: dict[str, Any]) -
     )
     assert not bad.success and not bad.get_asset_materialization_events()
     assert not _evaluation(bad).passed
+
+
+class PolarsPriceList(Factory[pl.DataFrame]):
+    """The same price list held in polars."""
+
+    class Config(dg.Config):
+        bad: bool = False
+
+    config: Any = Config()
+    validation: Any = Validation(PolarsPrices)
+
+    def read(self) -> Self:
+        return self
+
+    def process(self) -> Self:
+        self.out = pl.DataFrame(BAD if self.config.bad else GOOD)
+        return self
+
+    def write(self) -> Self:
+        return self
+
+    def get(self) -> pl.DataFrame:
+        return self.out
+
+
+def test_polars_schema_is_an_asset_check(resources: dict[str, Any]) -> None:
+    defs = pysetl_pipeline(
+        Pipeline().add_stage(Stage().add_factory(PolarsPriceList())), name="polars_checks"
+    )
+    assert _evaluation(dg.materialize(defs.assets, resources=resources)).passed
+    bad = dg.materialize(
+        defs.assets,
+        resources=resources,
+        run_config={"ops": {"polars_price_list": {"config": {"bad": True}}}},
+    )
+    evaluation = _evaluation(bad)
+    assert not evaluation.passed and evaluation.metadata["failing_rows"].value == 2
+    records = evaluation.metadata["failure_cases"].records
+    assert {(r.data["column"], r.data["failure_case"]) for r in records} == {
+        ("sku", "oops"),
+        ("price", "-2.0"),
+    }
