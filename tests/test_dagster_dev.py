@@ -72,6 +72,17 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
         log.close()
 
 
+def _wait(client: DagsterGraphQLClient, run_id: str, seconds: float) -> str | None:
+    deadline = time.monotonic() + seconds
+    status = None
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(2)
+    return status
+
+
 def test_ui_shows_the_asset_graph(dagster_dev: DagsterGraphQLClient) -> None:
     nodes = dagster_dev._execute(ASSET_NODES)["assetNodes"]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
@@ -83,14 +94,7 @@ def test_ui_shows_the_asset_graph(dagster_dev: DagsterGraphQLClient) -> None:
 
 def test_ui_materializes_the_pipeline(dagster_dev: DagsterGraphQLClient) -> None:
     run_id = dagster_dev.submit_job_execution("retail_assets")
-    deadline = time.monotonic() + 420
-    status = None
-    while time.monotonic() < deadline:
-        status = dagster_dev.get_run_status(run_id).value
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        time.sleep(3)
-    assert status == "SUCCESS"
+    assert _wait(dagster_dev, run_id, 420) == "SUCCESS"
 
 
 CHECKS = """
@@ -125,17 +129,6 @@ query RunChecks($runId: ID!) {
   }
 }
 """
-
-
-def _wait(client: DagsterGraphQLClient, run_id: str, seconds: float) -> str | None:
-    deadline = time.monotonic() + seconds
-    status = None
-    while time.monotonic() < deadline:
-        status = client.get_run_status(run_id).value
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        time.sleep(2)
-    return status
 
 
 def test_ui_shows_checks_and_runs_one_alone(dagster_dev: DagsterGraphQLClient) -> None:
