@@ -12,8 +12,9 @@ A scope sets, for the current thread:
     `SparkContext.addJobTag` too (so RDD jobs carry them and the status tracker finds them);
   - a job group and a readable job description (classic only), e.g.
     `clean_orders · CleanOrders.process() · run 1a2b3c4d`;
-and restores what was there before on exit (PySetl's `Stage.run_factory` sets a job group and
-never clears it; `no_leaked_spark_labels` guards code that calls PySetl natively).
+and clears them on exit, tags it added and the job group/description alike (PySetl's
+`Stage.run_factory` sets a job group and never clears it; `no_leaked_spark_labels` guards code
+that calls PySetl natively).
 
 When the scope ends with an exception (a Factory raised, or the run was terminated and
 Dagster interrupted the step), the step's Spark jobs are cancelled, from another thread:
@@ -97,7 +98,7 @@ def spark_job_scope(
     *,
     cancel_on_error: bool = True,
 ) -> Iterator[SparkJobScope]:
-    """Label the Spark jobs this thread starts inside; restore the thread's labels afterwards.
+    """Label the Spark jobs this thread starts inside; clear the thread's labels afterwards.
 
     On an exception (including Dagster's interrupt when a run is terminated) the jobs carrying
     the scope's last tag (the step tag from `spark_tags`) are cancelled before it propagates.
@@ -140,10 +141,11 @@ def spark_job_scope(
         if sc is not None:
             for tag in saved.added_sc_tags:
                 sc.removeJobTag(tag)
-            # SparkContext has no clearJobGroup(); restoring the local properties is what it
-            # would do (None unsets a property).
-            for prop, value in saved.properties.items():
-                sc.setLocalProperty(prop, value)  # type: ignore[arg-type]
+            # SparkContext has no clearJobGroup(); unsetting the local properties is what it
+            # would do. Cleared, not restored: what was there before is most likely a group
+            # PySetl's Stage left behind (it never clears its own), which must not leak on.
+            for prop in saved.properties:
+                sc.setLocalProperty(prop, None)  # type: ignore[arg-type]
 
 
 class SparkJobScope:
