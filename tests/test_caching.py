@@ -38,7 +38,7 @@ def scale(column):
     return column * 2
 '''
 
-FACTORIES = '''
+FACTORIES = """
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -133,9 +133,9 @@ class Side(Factory[DataFrame]):
 
 
 LEAF_OFFSET = 0
-'''
+"""
 
-PIPELINE = '''
+PIPELINE = """
 from pysetl.workflow import Deliverable, Pipeline, Stage
 
 from .factories import Leaf, Middle, NumbersFile, Side, Source
@@ -149,7 +149,7 @@ def build(path):
         .add_stage(Stage().add_factory(Middle()).add_factory(Side()))
         .add_stage(Stage().add_factory(Leaf()))
     )
-'''
+"""
 
 
 class Project:
@@ -432,3 +432,55 @@ def test_input_without_fingerprint_always_recomputes_and_says_so(
         assert isinstance(missing, dict) and list(missing) == ["external:src"]
         assert "Opaque" in missing["external:src"]
         assert "incomplete" in str(metadata["pysetl/cache_reason"].value)
+
+
+def test_cache_cli_lists_shows_and_invalidates_downstream(
+    resources: dict[str, Any], storage: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import os
+    import subprocess
+
+    from pysetl_dagster.cli import main
+
+    materialize(definitions.retail.assets, resources)
+    root = Path(__file__).resolve().parent.parent
+    listed = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "pysetl-dagster"),
+            "cache",
+            "list",
+            "--storage",
+            str(storage),
+        ],  # fmt: skip
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "clean_orders" in listed.stdout and "top_products" in listed.stdout
+    assert "yes" in listed.stdout  # reusable
+
+    assert main(["cache", "show", "clean_orders", "--storage", str(storage)]) == 0
+    shown = capsys.readouterr().out
+    manifest = json.loads(shown[: shown.rindex("}") + 1])["current"]
+    assert manifest["cache_key"] and manifest["computed_by_run"]
+    assert set(manifest["cache_parts"]) >= {"code", "config", "external:orders_src"}
+
+    assert (
+        main(["cache", "invalidate", "enriched_orders", "--downstream", "--storage", str(storage)])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count("invalidated") == 4, out  # enriched_orders and its three consumers
+    result = materialize(definitions.retail.assets, resources)
+    assert cached_by_asset(result) == {
+        "clean_customers": True, "clean_orders": True, "clean_products": True,
+        "enriched_orders": False, "revenue_by_country": False,
+        "customer_lifetime_value": False, "top_products": False,
+    }  # fmt: skip
+    # the data stayed readable all along; now everything is reusable again
+    assert all(cached_by_asset(materialize(definitions.retail.assets, resources)).values())
+    assert main(["cache", "invalidate", "no_such_asset", "--storage", str(storage)]) == 1
