@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    BetaWarning,
     DataVersion,
     Failure,
     MetadataValue,
@@ -176,9 +178,14 @@ def _output(
     output), so the IO manager records it on the materialization it logs."""
     if data_version is None or op_surface:
         return Output(value, output_name=output_name, metadata=metadata)
-    return Output(
-        value, output_name=output_name, metadata=metadata, data_version=DataVersion(data_version)
-    )
+    with warnings.catch_warnings():  # `data_version` is marked beta; it is what Dagster reads
+        warnings.simplefilter("ignore", BetaWarning)
+        return Output(
+            value,
+            output_name=output_name,
+            metadata=metadata,
+            data_version=DataVersion(data_version),
+        )
 
 
 def _cache_decision(
