@@ -249,7 +249,7 @@ def build_definitions(
         assets=[*unique, *assets],
         jobs=[*all_jobs, *jobs],
         schedules=[*_pipeline_schedules(pipelines, profile), *schedules],
-        sensors=list(sensors),
+        sensors=[*(profile.metric_sensors() if profile is not None else []), *sensors],
         resources=all_resources,
         executor=in_process_executor,
     )

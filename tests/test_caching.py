@@ -452,7 +452,7 @@ def test_cache_cli_lists_shows_and_invalidates_downstream(
             "list",
             "--storage",
             str(storage),
-        ],  # fmt: skip
+        ],
         cwd=root,
         capture_output=True,
         text=True,
