@@ -52,6 +52,7 @@ from .checks import (
     observed_exprs,
     summary_table,
 )
+from .diagram import mermaid_diagram
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .io_managers import SparkParquetIOManager, StoredVersion
@@ -115,6 +116,9 @@ def factory_step(
         cache.reason = "recomputed: a selected check has no stored result for the stored version"
     run = run_factory(node, values, spark=spark, run_id=run_id, asset=asset, config=config)
     metadata = run.metadata()
+    if getattr(storage, "debug_plans", False):  # debug mode: where this Factory sits
+        diagram = mermaid_diagram(translated, highlight=node)
+        metadata["pysetl/diagram"] = MetadataValue.md(f"```mermaid\n{diagram}\n```")
 
     if isinstance(storage, SparkParquetIOManager) and isinstance(run.output, DataFrame):
         try:
