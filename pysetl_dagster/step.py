@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -172,15 +171,19 @@ def _write_and_audit(
     if spark_plan is None:
         return stored, []
     start = time.perf_counter()
-    with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
-        outcomes = evaluate(
-            spark_plan,
-            storage.read_version(stored.path, stored.schema_json),
-            stored.observed,
-            broken=broken,
-            previous_schema=_schema_of(previous, "schema"),
-            sample_fraction=_sample_fraction(spark_plan, storage),
-        )
+    try:
+        with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
+            outcomes = evaluate(
+                spark_plan,
+                storage.read_version(stored.path, stored.schema_json),
+                stored.observed,
+                broken=broken,
+                previous_schema=_schema_of(previous, "schema"),
+                sample_fraction=_sample_fraction(spark_plan, storage),
+            )
+    except BaseException:
+        storage.abandon(stored)  # never published: do not leave it leased
+        raise
     for outcome in outcomes:
         outcome.seconds = time.perf_counter() - start
     return stored, outcomes
@@ -263,7 +266,7 @@ def _blocked_failure(
     factory: str,
     asset: str,
     blocked: list[CheckOutcome],
-    rejected: Path | None,
+    rejected: str | None,
     storage: Any,
     key: AssetKey,
     partition: str | None,
