@@ -1,7 +1,6 @@
 """Storage through Spark's Hadoop FileSystem API: crashes, concurrent writers, URIs,
 permissions, partitions, and the version API the cache uses."""
 
-
 import json
 import os
 import signal
