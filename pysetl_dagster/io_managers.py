@@ -166,7 +166,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
 
     def filesystem(self) -> HadoopFS:
         """The Hadoop filesystem calls, on this process's SparkSession (started if none)."""
-        return HadoopFS(active_session() or _spark())
+        return HadoopFS.of(active_session() or _spark())
 
     def versions_at(self, location: str) -> VersionStore:
         return VersionStore(self.filesystem(), location, self.lease_timeout_s)

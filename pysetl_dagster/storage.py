@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from pyspark.sql import SparkSession
 
@@ -123,19 +123,45 @@ class HadoopFS:
                 "pysetl-dagster storage needs a classic SparkSession (the Hadoop FileSystem API "
                 "of its JVM); Spark Connect sessions cannot reach it."
             )
-        self._jvm: Any = spark._jvm
+        jvm: Any = spark._jvm
+        self._jvm = jvm
         self._gateway: Any = spark.sparkContext._gateway
         self._conf = jsc.hadoopConfiguration()
+        # each py4j attribute of a package path is a round trip: resolve classes once
+        hadoop_fs: Any = jvm.org.apache.hadoop.fs
+        self._Path: Any = hadoop_fs.Path
+        self._FileContext: Any = hadoop_fs.FileContext
+        self._Rename: Any = hadoop_fs.Options.Rename
+        self._FsPermission: Any = hadoop_fs.permission.FsPermission
+        self._filesystems: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, spark: SparkSession) -> HadoopFS:
+        """The one instance for a SparkContext (it caches classes and filesystems)."""
+        sc = spark.sparkContext
+        fs = getattr(sc, "_pysetl_hadoop_fs", None)
+        if fs is None:
+            fs = cls(spark)
+            sc._pysetl_hadoop_fs = fs  # type: ignore[attr-defined]
+        return fs
 
     def _path(self, location: str) -> Any:
-        return self._jvm.org.apache.hadoop.fs.Path(qualified(location))
+        return self._Path(qualified(location))
 
     def _fs(self, location: str) -> Any:
-        path = self._path(location)
-        fs = path.getFileSystem(self._conf)
-        if fs.getUri().getScheme() == "file":
-            # the raw local filesystem: no .crc side files, and rename(2) replaces atomically
-            return self._jvm.org.apache.hadoop.fs.FileSystem.getLocal(self._conf).getRaw()
+        parts = urlsplit(qualified(location))
+        root = f"{parts.scheme}://{parts.netloc}"
+        with self._lock:
+            fs = self._filesystems.get(root)
+        if fs is None:
+            if parts.scheme == "file":
+                # the raw local filesystem: no .crc side files, rename(2) replaces atomically
+                fs = self._jvm.org.apache.hadoop.fs.FileSystem.getLocal(self._conf).getRaw()
+            else:
+                fs = self._Path(root + "/").getFileSystem(self._conf)
+            with self._lock:
+                self._filesystems[root] = fs
         return fs
 
     def exists(self, location: str) -> bool:
@@ -203,11 +229,8 @@ class HadoopFS:
         tmp = target.parent / f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{target.name}"
         self.write_bytes(tmp, data)
         fs = self._fs(tmp)
-        try:
-            perm = self._jvm.org.apache.hadoop.fs.permission.FsPermission(FILE_MODE)
-            fs.setPermission(self._path(tmp), perm)
-        except Exception:  # object stores have no permissions
-            pass
+        with contextlib.suppress(Exception):  # object stores have no permissions
+            fs.setPermission(self._path(tmp), self._FsPermission(FILE_MODE))
         try:
             self._replace(tmp, target)
         except Exception:
@@ -215,18 +238,14 @@ class HadoopFS:
             raise
 
     def _replace(self, src: str, dst: str) -> None:
-        fs = self._fs(src)
-        if fs.getUri().getScheme() == "file":
-            if not fs.rename(self._path(src), self._path(dst)):
+        if urlsplit(qualified(src)).scheme == "file":
+            if not self._fs(src).rename(self._path(src), self._path(dst)):
                 raise OSError(f"could not rename {src} to {dst}")
             return
         # atomic on HDFS; FileSystem.rename would refuse an existing target
-        rename = self._jvm.org.apache.hadoop.fs.Options.Rename
-        options = self._gateway.new_array(rename, 1)
-        options[0] = rename.OVERWRITE
-        context = self._jvm.org.apache.hadoop.fs.FileContext.getFileContext(
-            self._path(dst).toUri(), self._conf
-        )
+        options = self._gateway.new_array(self._Rename, 1)
+        options[0] = self._Rename.OVERWRITE
+        context = self._FileContext.getFileContext(self._path(dst).toUri(), self._conf)
         context.rename(self._path(src), self._path(dst), options)
 
     def rename(self, src: str, dst: str) -> None:
