@@ -51,8 +51,10 @@ RECORD = "_pysetl_version.json"
 REJECTED = "_rejected"
 LEASE_PREFIX = "_writing-"
 TMP_PREFIX = "_tmp-"
-VERSION_RE = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{8}$")
-"""`YYYYmmddTHHMMSSffffff-<8 hex>` (UTC): names sort by start time, microseconds included."""
+VERSION_RE = re.compile(r"^\d{8}T\d{6}(\d{6})?-[0-9a-f]{8}$")
+"""`YYYYmmddTHHMMSSffffff-<8 hex>` (UTC): names sort by start time, microseconds included.
+Folders of the earlier layout (`YYYYmmddTHHMMSS-<8 hex>`, no record) are versions too: kept
+while current, else removed as orphans."""
 FILE_MODE = 0o644
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _CHUNK = 8 << 20

@@ -246,13 +246,16 @@ def test_a_live_writer_is_spared_and_dead_ones_are_cleaned(
     no_lease = store.begin("crashed")
     store.release(no_lease)
     (storage / "leased" / no_lease).mkdir()
+    legacy = "20200101T000000-abcdef12"  # written before records existed, not current
+    (storage / "leased" / legacy).mkdir()
+    (storage / "leased" / legacy / "part-00000.parquet").write_bytes(b"old")
 
     for n in (1, 2, 3):
         df = spark.range(n).withColumnRenamed("id", "value")
         io.publish(io.write_version(key, location, df, run_id=f"r{n}"), f"r{n}")
     left = _versions(storage / "leased")
     assert live in left and remote_live in left
-    assert not left & {remote_dead, local_dead, no_lease}
+    assert not left & {remote_dead, local_dead, no_lease, legacy}
     assert len(left) == 4  # the two leased folders and the 2 kept complete versions
     store.abandon(live)
     assert live not in _versions(storage / "leased")
