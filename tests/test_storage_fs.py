@@ -3,6 +3,7 @@ permissions, partitions, and the version API the cache uses."""
 
 import json
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -14,13 +15,20 @@ from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
-from pysetl.workflow import Pipeline, Stage
+from pysetl.workflow import Delivery, Factory, Pipeline, Stage
 from pyspark.sql import DataFrame, SparkSession
+from typedspark import DataSet
 
 from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline
 from pysetl_dagster.storage import LEASE_PREFIX, MANIFEST, RECORD, VERSION_RE, VersionStore
 from tests.conftest import ROOT
-from tests.numbers_pipeline import Numbers, build_numbers_pipeline, numbers_config
+from tests.numbers_pipeline import (
+    NumberRow,
+    Numbers,
+    StubFactory,
+    build_numbers_pipeline,
+    numbers_config,
+)
 
 NUMBERS = dg.AssetKey("numbers")
 
@@ -141,11 +149,33 @@ def test_two_runs_writing_one_asset_at_once_both_finish_with_one_complete_versio
     assert not list((storage / "gated").glob(f"{LEASE_PREFIX}*"))
 
 
+class Count(StubFactory, Factory[int]):
+    """A plain int output: stored as a pickle through the Hadoop API."""
+
+    doubled = Delivery[DataSet[NumberRow]]()
+
+    def get(self) -> Any:
+        return 41
+
+
+class PlusOne(StubFactory, Factory[int]):
+    """Reads the pickled int back (through the Hadoop API) and checks it."""
+
+    count = Delivery[int]()
+
+    def get(self) -> Any:
+        value = self.count.get()
+        assert value == 41, value
+        return value + 1
+
+
 def test_a_file_uri_root_works_end_to_end(spark: SparkSession, storage: Path) -> None:
     root = storage.as_uri()  # file:///...
     resources = _resources(root)
     io = resources["io_manager"]
-    assets = pysetl_pipeline(build_numbers_pipeline(), name="numbers_uri").assets
+    pipeline = build_numbers_pipeline()
+    pipeline.add_stage(Stage().add_factory(Count())).add_stage(Stage().add_factory(PlusOne()))
+    assets = pysetl_pipeline(pipeline, name="numbers_uri").assets
     for n in (2, 3, 4):
         result = dg.materialize(assets, resources=resources, run_config=numbers_config(n))
         assert result.success
@@ -155,7 +185,11 @@ def test_a_file_uri_root_works_end_to_end(spark: SparkSession, storage: Path) ->
     assert str(event.materialization.metadata["path"].value).startswith(root + "/total/")
     assert io.current_version_path(dg.AssetKey("total")).startswith("file://")
     assert _current_rows(io, dg.AssetKey("total")) == [12]  # 2 * (0 + 1 + 2 + 3)
-    for key in ("numbers", "doubled", "total"):  # pruned to keep_versions through the URI
+    raw = io.filesystem().read_bytes(
+        io.current_version_path(dg.AssetKey("plus_one")) / "value.pickle"
+    )
+    assert raw is not None and pickle.loads(raw) == 42
+    for key in ("numbers", "doubled", "total", "count"):  # pruned to keep_versions via the URI
         assert len(_versions(storage / key)) == 2
         assert len(io.list_versions(dg.AssetKey(key))) == 2
 
