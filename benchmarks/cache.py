@@ -89,7 +89,7 @@ def main() -> None:
         def process(self: TopProducts) -> TopProducts:  # an edit of TopProducts' code
             return original(self)
 
-        TopProducts.process = process  # type: ignore[method-assign]
+        TopProducts.process = process  # type: ignore[method-assign, assignment]
         try:
             one_changed_s, changed = materialize(data, resources, instance)
         finally:

@@ -138,9 +138,24 @@ def _invalidate(
     return 0
 
 
+def _local_spark() -> None:
+    """Storage is reached through Spark's Hadoop client (any filesystem URI): a small local
+    session, no UI, no Spark job."""
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("pysetl-dagster cache")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+
+
 def run(args: argparse.Namespace) -> int:
     defs = _definitions(args.module)
     storage = _storage(defs, args.storage)
+    _local_spark()
     console = Console()
     if args.cache_command == "list":
         return _list(defs, storage, console)

@@ -74,14 +74,15 @@ def infer_schema(args: argparse.Namespace) -> int:
     sys.path.insert(0, ".")
     storage = SparkParquetIOManager(base_path=args.storage or _storage_of(args.module))
     key = dg.AssetKey.from_user_string(args.asset)
+    # storage is read through Spark's Hadoop FileSystem API: the session comes first
+    spark = SparkSession.builder.master("local[2]").appName("pysetl-dagster schema").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
     manifest = storage.current_manifest(key)
     if manifest is None or manifest.get("format") != "parquet":
         raise PySetlStorageError(
             f"Asset {args.asset!r} has no stored Spark output under {storage.base_path}. "
             "Materialize it first (or pass --storage PATH)."
         )
-    spark = SparkSession.builder.master("local[2]").appName("pysetl-dagster schema").getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
     df = storage.read_version(storage.asset_dir(key) / manifest["version"], manifest.get("schema"))
     profiles = profile(df, args.max_categories)
     name = key.path[-1]

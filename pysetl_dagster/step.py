@@ -14,7 +14,6 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -250,6 +249,12 @@ def _reuse(
     """Record a stored version as this run's materialization: no Spark job, nothing written."""
     assert cache.reuse is not None
     key = translated.key_of(node)
+    current = storage.current_manifest(key, partition)
+    version = str(cache.reuse["version"])
+    if current is None or current.get("version") != version:
+        # an older kept version matches (e.g. a change reverted): make it current again
+        storage.make_current(key, partition, version, context.run.run_id)
+        cache.reason += " (an older kept version, made current again)"
     stored = replace(
         storage.stored_from_record(key, partition, cache.reuse),
         data_version=cache.data_version(str(cache.reuse["version"])),
@@ -349,15 +354,19 @@ def _write_and_audit(
     if spark_plan is None:
         return stored, []
     start = time.perf_counter()
-    with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
-        outcomes = evaluate(
-            spark_plan,
-            storage.read_version(stored.path, stored.schema_json),
-            stored.observed,
-            broken=broken,
-            previous_schema=_schema_of(previous, "schema"),
-            sample_fraction=_sample_fraction(spark_plan, storage),
-        )
+    try:
+        with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
+            outcomes = evaluate(
+                spark_plan,
+                storage.read_version(stored.path, stored.schema_json),
+                stored.observed,
+                broken=broken,
+                previous_schema=_schema_of(previous, "schema"),
+                sample_fraction=_sample_fraction(spark_plan, storage),
+            )
+    except BaseException:
+        storage.abandon(stored)  # never published: do not leave it leased
+        raise
     for outcome in outcomes:
         outcome.seconds = time.perf_counter() - start
     return stored, outcomes
@@ -440,7 +449,7 @@ def _blocked_failure(
     factory: str,
     asset: str,
     blocked: list[CheckOutcome],
-    rejected: Path | None,
+    rejected: str | None,
     storage: Any,
     key: AssetKey,
     partition: str | None,
