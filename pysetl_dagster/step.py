@@ -42,6 +42,7 @@ from .checks import (
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .io_managers import SparkParquetIOManager, StoredVersion
+from .links import resolve_links
 from .observability import asset_scope
 from .runner import factory_error_message, run_factory
 from .specs import TranslatedPipeline, input_name
@@ -90,6 +91,7 @@ def factory_step(
     spark = getattr(context.resources, SPARK_RESOURCE_KEY).spark_session
     asset = key.to_user_string()
     run_id = context.run.run_id
+    values = resolve_links(values, storage, spark, run_id=run_id, label=asset)
     run = run_factory(node, values, spark=spark, run_id=run_id, asset=asset, config=config)
     output_name = key.to_python_identifier()
     metadata = run.metadata()
