@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -378,3 +380,60 @@ def test_failure_sensor_needs_a_hook(tmp_path: Path) -> None:
     numbers = pysetl_pipeline(build_numbers_pipeline(), name="numbers")
     with pytest.raises(PySetlDefinitionError, match=r"'numbers_on_failure'.*`hook`"):
         numbers.on_failure()
+
+
+# -- the example project -----------------------------------------------------------------------
+
+
+def test_example_returns_pipeline_file_sensor_and_link(
+    spark: SparkSession,
+    resources: dict[str, Any],
+    storage: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import definitions
+    from definitions.returns import build_returns
+
+    graph = definitions.defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("return_rates")).parent_keys == {
+        dg.AssetKey("clean_returns"), dg.AssetKey("enriched_orders"),
+    }  # fmt: skip
+    assert graph.get(dg.AssetKey("enriched_orders")).group_name == "retail"  # one asset, retail's
+    sensors = {s.name: s for s in definitions.defs.sensors or []}
+    assert {"returns_new_files", "returns_on_upstream", "retail_on_failure"} <= set(sensors)
+    assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in sensors.values())
+
+    monkeypatch.setenv("RETAIL_INBOX", str(tmp_path / "inbox"))
+    returns = build_returns(definitions.retail)
+    defs = build_definitions(definitions.retail, returns, resources=resources)
+    sensor = returns.sensors[0]
+    with dg.instance_for_test() as instance:
+        assert "does not exist" in (tick(sensor, defs, instance, None).skip_message or "")
+        upstream = ["clean_customers", "clean_orders", "clean_products", "enriched_orders"]
+        assert (
+            defs.resolve_job_def("retail_assets")
+            .execute_in_process(
+                instance=instance, asset_selection=[dg.AssetKey(k) for k in upstream]
+            )
+            .success
+        )
+        (tmp_path / "inbox").mkdir()
+        slip = tmp_path / "inbox" / "slip.csv"
+        slip.write_text(
+            "order_id,product_id,quantity,reason\n1,14,1, Damaged\n2,5,2,wrong size\n3,5,0,x\n"
+        )
+        os.utime(slip, (time.time() - 60, time.time() - 60))
+        (tmp_path / "inbox" / "later.csv.tmp").write_text("order_id\n")  # still being copied
+        first = tick(sensor, defs, instance, None)
+        (request,) = first.run_requests
+        assert json.loads(request.tags["pysetl/new_files"]) == ["slip.csv"]
+        assert request.asset_selection == [
+            dg.AssetKey("clean_returns"),
+            dg.AssetKey("return_rates"),
+        ]
+        assert run_request(defs, request, "returns_assets", instance).success
+        assert tick(sensor, defs, instance, first.cursor).run_requests == []
+    rates = stored(storage, "return_rates")
+    returned = {r["product_id"]: r["returned"] for r in rates.where("returned > 0").collect()}
+    assert returned == {14: 1, 5: 2}  # the zero-quantity line was dropped
