@@ -348,6 +348,12 @@ def _error_text(error: Any) -> str:
     return "\n".join(lines)
 
 
+def _host(url: str) -> str:
+    """Host and port of a URL: never its user info, path or query (they may be secrets)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
+
+
 def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
     """POST `payload` as JSON; the HTTP status, or an error naming the host (not the URL:
     webhook URLs often carry a secret)."""
@@ -361,7 +367,7 @@ def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        host = urlsplit(url).netloc or "?"
+        host = _host(url)
         raise RuntimeError(f"Failure webhook on {host} did not accept the report: {exc}") from exc
 
 
@@ -408,7 +414,7 @@ def failure_sensor(
                     "failure webhook URL) is not set where the daemon runs."
                 )
             status = post_json(url, record, timeout)
-            outcome.append(f"webhook {urlsplit(url).netloc} -> HTTP {status}")
+            outcome.append(f"webhook {_host(url)} -> HTTP {status}")
         if hook is not None:
             hook(record)
             outcome.append(f"hook {getattr(hook, '__name__', 'hook')} called")
