@@ -221,15 +221,20 @@ def new_files_sensor(
         if not folder_path.is_dir():
             return SkipReason(f"{folder_path} does not exist (yet).")
         settled, settling = scan_folder(folder_path, pattern, settle_seconds)
-        new = [f for f in settled if seen.get(str(f.path)) != f.token]
-        present = {str(f.path) for f in [*settled, *settling]}
+
+        # The cursor maps each present file's path (relative to the folder) to size:mtime.
+        def name(f: SeenFile) -> str:
+            return f.path.relative_to(folder_path).as_posix()
+
+        new = [f for f in settled if seen.get(name(f)) != f.token]
+        present = {name(f) for f in [*settled, *settling]}
         cursor = {p: t for p, t in seen.items() if p in present}  # forget deleted files
-        cursor.update({str(f.path): f.token for f in new})
+        cursor.update({name(f): f.token for f in new})
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         if not new:
             waiting = f"; {len(settling)} still being written" if settling else ""
             return SkipReason(f"No new file in {folder_path}{waiting}.")
-        names = [str(f.path.relative_to(folder_path)) for f in new]
+        names = [name(f) for f in new]
         run_key = hashlib.sha256(
             "\n".join(f"{f.path}:{f.token}" for f in new).encode()
         ).hexdigest()[:32]
