@@ -175,6 +175,18 @@ def test_two_linked_pipelines_share_one_asset_graph(tmp_path: Path) -> None:
         build_definitions(report, storage_path=str(tmp_path / "s"))
 
 
+def test_a_link_follows_the_upstream_key_prefix(tmp_path: Path) -> None:
+    from pysetl_dagster import PySetlTranslator
+
+    eu = pysetl_pipeline(
+        build_inbox_pipeline(tmp_path), name="eu", translator=PySetlTranslator("eu")
+    )
+    report = pysetl_pipeline(build_report_pipeline(eu), name="eu_report")
+    defs = build_definitions(eu, report, storage_path=str(tmp_path / "s"))
+    node = defs.resolve_asset_graph().get(dg.AssetKey("totals_report"))
+    assert node.parent_keys == {dg.AssetKey(["eu", "event_totals"])}
+
+
 def test_upstream_materialization_requests_the_downstream_pipeline(
     spark: SparkSession, resources: dict[str, Any], storage: Path, tmp_path: Path
 ) -> None:
