@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ from dagster import (
     OutputContext,
     TableColumn,
     TableSchema,
+)
+from dagster._core.definitions.data_version import (
+    CODE_VERSION_TAG,
+    DATA_VERSION_IS_USER_PROVIDED_TAG,
+    DATA_VERSION_TAG,
 )
 from pydantic import Field, PrivateAttr
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -78,6 +84,11 @@ class StoredVersion:
     schema_json: str | None = None
     published: bool = False
     write_s: float | None = None
+    data_version: str | None = None
+    """The Dagster data version to record (the cache key), for materializations the IO manager
+    logs itself (Stage jobs); assets pass it on their `Output`."""
+    code_version: str | None = None
+    cached: bool = False
 
     @property
     def path(self) -> Path:
@@ -132,10 +143,24 @@ class SparkParquetIOManager(ConfigurableIOManager):
         description="Attach the Spark jobs, stages, tasks, records, bytes, shuffle, executor "
         "time, memory and spill of each materialization (from Spark's status store).",
     )
+    cache: bool = Field(
+        default=True,
+        description="Reuse a stored version whose cache key (code, config, inputs) matches "
+        "instead of recomputing the Factory (see pysetl_dagster.caching).",
+    )
+    cache_ttl_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Default time-to-live of stored versions for the cache, in seconds "
+        "(a Factory's `cache_ttl` overrides it). None: versions never expire.",
+    )
 
     # A version folder never changes once written, so within a run a DataFrame read from it can
     # serve every consumer: one file listing and footer read instead of one per consumer.
     _loaded: dict[str, DataFrame] = PrivateAttr(default_factory=dict)
+    # The manifest each loaded value was read from (by id of the value): the cache key of a
+    # consumer records the data versions of exactly the versions it read.
+    _loaded_manifests: dict[int, tuple[Any, dict[str, Any]]] = PrivateAttr(default_factory=dict)
 
     # -- locations -------------------------------------------------------------------------
 
@@ -204,10 +229,16 @@ class SparkParquetIOManager(ConfigurableIOManager):
             pickle.dump(value, fh)
         return StoredVersion(location, version, "pickle", asset_key)
 
-    def publish(self, stored: StoredVersion, run_id: str) -> StoredVersion:
-        """Make a written version current (atomic manifest switch) and prune old ones."""
+    def publish(
+        self, stored: StoredVersion, run_id: str, extra: Mapping[str, Any] | None = None
+    ) -> StoredVersion:
+        """Make a written version current (atomic manifest switch) and prune old ones.
+
+        `extra` fields (the cache key, check results) are recorded in the manifest.
+        """
         previous = self._read_manifest(stored.location) or {}
         manifest: dict[str, Any] = {
+            **(extra or {}),
             "version": stored.version,
             "format": stored.format,
             "run_id": run_id,
@@ -280,8 +311,18 @@ class SparkParquetIOManager(ConfigurableIOManager):
         if op_asset_key is not None and not context.has_asset_key:
             # A Stage op stores a Factory's output as its asset: record it, after the write.
             run_metadata = dict(context.output_metadata or {})
+            tags = {}
+            if stored.data_version is not None:
+                tags[DATA_VERSION_TAG] = stored.data_version
+                tags[DATA_VERSION_IS_USER_PROVIDED_TAG] = "true"
+            if stored.code_version is not None:
+                tags[CODE_VERSION_TAG] = stored.code_version
             context.log_event(
-                AssetMaterialization(asset_key=op_asset_key, metadata={**run_metadata, **metadata})
+                AssetMaterialization(
+                    asset_key=op_asset_key,
+                    metadata={**run_metadata, **metadata},
+                    tags=tags or None,
+                )
             )
 
     def spark_metadata(self, df: DataFrame, run_id: str, label: str) -> dict[str, Any]:
@@ -329,9 +370,55 @@ class SparkParquetIOManager(ConfigurableIOManager):
                 run_id = context.step_context.run_id
                 with asset_scope(spark, run_id, _label_of_input(context), f"load {name}"):
                     self._loaded[str(path)] = self.read_version(path, manifest.get("schema"))
-            return self._loaded[str(path)]
+            return self.note_loaded(self._loaded[str(path)], manifest)
         with open(path / "value.pickle", "rb") as fh:
-            return pickle.load(fh)
+            return self.note_loaded(pickle.load(fh), manifest)
+
+    def note_loaded(self, value: Any, manifest: dict[str, Any]) -> Any:
+        """Remember which stored version a value handed to a consumer came from."""
+        self._loaded_manifests[id(value)] = (value, manifest)  # the value is kept: ids stay
+        return value
+
+    def loaded_manifest(self, value: Any) -> dict[str, Any] | None:
+        """The manifest of the stored version `value` was loaded from (None: not loaded here)."""
+        entry = self._loaded_manifests.get(id(value))
+        return entry[1] if entry is not None and entry[0] is value else None
+
+    # -- cache ---------------------------------------------------------------------------
+
+    def cache_records(
+        self, asset_key: AssetKey, partition_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Manifests of the stored versions a cache lookup may reuse, newest first."""
+        current = self.current_manifest(asset_key, partition_key)
+        return [current] if current is not None else []
+
+    def stored_from_record(
+        self, asset_key: AssetKey, partition_key: str | None, record: Mapping[str, Any]
+    ) -> StoredVersion:
+        """A stored, published version described by its manifest record (nothing is read)."""
+        observed = {"__rows": record["rows"]} if record.get("rows") is not None else {}
+        return StoredVersion(
+            self.asset_dir(asset_key, partition_key),
+            str(record["version"]),
+            str(record.get("format", "parquet")),
+            asset_key,
+            observed,
+            record.get("schema"),
+            published=True,
+            cached=True,
+        )
+
+    def invalidate(self, asset_key: AssetKey, partition_key: str | None = None) -> bool:
+        """Make every stored version of an asset ineligible for reuse; the data stays current
+        and readable until the next materialization replaces it. False: nothing stored."""
+        location = self.asset_dir(asset_key, partition_key)
+        manifest = self._read_manifest(location)
+        if manifest is None:
+            return False
+        manifest["cache_invalidated_at"] = time.time()
+        self._switch_manifest(location, manifest)
+        return True
 
     # -- storage helpers -------------------------------------------------------------------
 

@@ -76,6 +76,19 @@ def resolve_links(
     return resolved
 
 
+def linked_manifests(values: Mapping[str, Any], storage: Any) -> dict[str, Any]:
+    """The current manifest of each linked input (its data version feeds the cache key)."""
+    return {
+        attribute: storage.current_manifest(value.key)
+        for attribute, value in values.items()
+        if isinstance(value, UpstreamAsset)
+    }
+
+
+def without_links(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {a: v for a, v in values.items() if not isinstance(v, UpstreamAsset)}
+
+
 def missing_links(
     pipelines: Mapping[str, Any], defined: set[AssetKey]
 ) -> list[tuple[str, UpstreamAsset]]:

@@ -33,8 +33,9 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 from pysetl.workflow import Deliverable, Factory, Pipeline
 
 from .assets import TranslatedPipeline, build_pysetl_assets, translate
+from .diagram import mermaid_diagram
 from .errors import PySetlDefinitionError
-from .graph import FactoryNode, PipelineGraph
+from .graph import PipelineGraph
 from .io_managers import SparkParquetIOManager
 from .links import UpstreamAsset, missing_links
 from .naming import snake_case
@@ -198,34 +199,6 @@ def pysetl_pipeline(
     )
 
 
-def mermaid_diagram(translated: TranslatedPipeline) -> str:
-    """The pipeline as a Mermaid flowchart: externals and Factories, grouped by Stage."""
-    graph = translated.graph
-    lines = ["flowchart LR"]
-    ids: dict[object, str] = {}
-    for i, ext in enumerate(graph.externals):
-        ids[ext] = f"ext{i}"
-        lines.append(f'  ext{i}[("{ext.name}")]')
-    by_stage: dict[int | None, list[FactoryNode]] = {}
-    for node in graph.nodes:
-        by_stage.setdefault(node.stage_index, []).append(node)
-    counter = 0
-    for stage_index, nodes in by_stage.items():
-        if stage_index is not None:
-            lines.append(f'  subgraph stage{stage_index}["Stage {stage_index}"]')
-        for node in nodes:
-            ids[node] = f"f{counter}"
-            key = translated.key_of(node).to_user_string()
-            lines.append(f'    f{counter}["{node.name}<br/>{key}"]')
-            counter += 1
-        if stage_index is not None:
-            lines.append("  end")
-    for node in graph.nodes:
-        for resolved in graph.inputs[node]:
-            lines.append(f"  {ids[resolved.source]} -->|{resolved.attribute}| {ids[node]}")
-    return "\n".join(lines)
-
-
 def default_storage_path() -> str:
     """`$PYSETL_DAGSTER_STORAGE`, else `storage/` under `$DAGSTER_HOME` (or the cwd)."""
     explicit = os.environ.get("PYSETL_DAGSTER_STORAGE")
@@ -322,7 +295,11 @@ def build_definitions(
         assets=[*unique, *assets],
         jobs=[*all_jobs, *jobs],
         schedules=[*_pipeline_schedules(pipelines, profile), *schedules],
-        sensors=[*(s for p in pipelines for s in p.sensors), *sensors],
+        sensors=[
+            *(profile.metric_sensors() if profile is not None else []),
+            *(s for p in pipelines for s in p.sensors),
+            *sensors,
+        ],
         resources=all_resources,
         executor=in_process_executor,
     )

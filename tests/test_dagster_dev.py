@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,12 +37,22 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     port = _free_port()
+    # a copy of the example project, so a test can edit a Factory as a user would
+    project = tmp / "project"
+    shutil.copytree(
+        ROOT / "definitions",
+        project / "definitions",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(ROOT / "workspace.yaml", project / "workspace.yaml")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "PYSETL_DAGSTER_STORAGE": str(tmp / "storage"),
         "RETAIL_INBOX": str(tmp / "retail_inbox"),
-        "PYTHONPATH": str(ROOT),
+        # the copied project first, then this checkout's library (not only the installed one)
+        "PYTHONPATH": os.pathsep.join([str(project), str(ROOT)]),
         "PYSPARK_PYTHON": sys.executable,
     }
     DEV_DIRS.update(inbox=tmp / "retail_inbox", log=tmp / "dagster_dev.log")
@@ -49,7 +60,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
          "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     try:
@@ -66,6 +77,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
                     "dagster dev did not come up:\n" + (tmp / "dagster_dev.log").read_text()[-4000:]
                 )
             time.sleep(2)
+        client.project = project  # type: ignore[attr-defined]
         yield client
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -221,3 +233,78 @@ def test_file_sensor_switched_on_in_the_ui_runs_the_returns_pipeline(
         time.sleep(3)
     assert runs, "the sensor requested no run:\n" + DEV_DIRS["log"].read_text()[-4000:]
     assert _wait(dagster_dev, runs[0]["runId"], 300) == "SUCCESS"
+
+
+RUN_MATERIALIZATIONS = """
+query RunMaterializations($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection {
+      events {
+        ... on MaterializationEvent {
+          assetKey { path }
+          metadataEntries { label ... on BoolMetadataEntry { boolValue } }
+        }
+      }
+    }
+  }
+}
+"""
+
+STALENESS = "query { assetNodes { assetKey { path } staleStatus } }"
+
+RELOAD = """
+mutation { reloadRepositoryLocation(repositoryLocationName: "definitions") { __typename } }
+"""
+
+
+def _cached(client: DagsterGraphQLClient, run_id: str) -> dict[str, bool]:
+    events = client._execute(RUN_MATERIALIZATIONS, {"runId": run_id})["logsForRun"]["events"]
+    return {
+        "/".join(e["assetKey"]["path"]): next(
+            m["boolValue"] for m in e["metadataEntries"] if m["label"] == "pysetl/cached"
+        )
+        for e in events
+        if e.get("assetKey")
+    }
+
+
+def _stale(client: DagsterGraphQLClient) -> dict[str, str]:
+    nodes = client._execute(STALENESS)["assetNodes"]
+    return {"/".join(n["assetKey"]["path"]): n["staleStatus"] for n in nodes}
+
+
+RETAIL = [
+    "clean_customers", "clean_orders", "clean_products", "enriched_orders",
+    "revenue_by_country", "customer_lifetime_value", "top_products",
+]  # fmt: skip
+
+
+def test_ui_second_run_is_cached_and_an_edit_reruns_only_that_factory(
+    dagster_dev: DagsterGraphQLClient,
+) -> None:
+    """Runs after test_ui_materializes_the_pipeline: materializing again reuses every stored
+    version; the UI's staleness agrees; editing TopProducts re-runs it alone."""
+    run_id = dagster_dev.submit_job_execution("retail_assets")
+    assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
+    cached = _cached(dagster_dev, run_id)
+    assert {k: cached[k] for k in RETAIL} == dict.fromkeys(RETAIL, True)
+    assert {k: _stale(dagster_dev)[k] for k in RETAIL} == dict.fromkeys(RETAIL, "FRESH")
+
+    factories = dagster_dev.project / "definitions" / "retail" / "factories.py"  # type: ignore[attr-defined]
+    factories.write_text(
+        factories.read_text()
+        + "\n\n_top_process = TopProducts.process\n\n\n"
+        + "def _edited_process(self):  # an edit of TopProducts\n"
+        + "    return _top_process(self)\n\n\n"
+        + "TopProducts.process = _edited_process\n"
+    )
+    reloaded = dagster_dev._execute(RELOAD)["reloadRepositoryLocation"]
+    assert reloaded["__typename"] == "WorkspaceLocationEntry", reloaded
+    stale = _stale(dagster_dev)
+    assert stale["top_products"] == "STALE"
+    assert stale["enriched_orders"] == "FRESH"
+
+    run_id = dagster_dev.submit_job_execution("retail_assets")
+    assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
+    cached = _cached(dagster_dev, run_id)
+    assert [k for k in RETAIL if not cached[k]] == ["top_products"]
