@@ -210,6 +210,15 @@ def test_upstream_materialization_requests_the_downstream_pipeline(
         assert run_request(defs, request, "inbox_report_assets", instance).success
         shares = {r["kind"]: r["share_pct"] for r in stored(storage, "totals_report").collect()}
         assert shares == {"x": 75, "y": 25}
+
+        # A new upstream version is a new input of the downstream Factory: recomputed, never
+        # reused from the cache.
+        write_csv(tmp_path / "b.csv", [("y", 4)])
+        assert defs.resolve_job_def("inbox_assets").execute_in_process(instance=instance).success
+        (again,) = tick(sensor, defs, instance, second.cursor).run_requests
+        assert run_request(defs, again, "inbox_report_assets", instance).success
+        shares = {r["kind"]: r["share_pct"] for r in stored(storage, "totals_report").collect()}
+        assert shares == {"x": 37, "y": 62}  # 3 of 8 and 5 of 8, truncated
         assert (
             defs.resolve_job_def("inbox_report_stages")
             .execute_in_process(instance=instance)
