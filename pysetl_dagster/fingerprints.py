@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dagster_shared.record import is_record
+
 #: Top-level packages whose code is never hashed (they are libraries, not the user's project).
 LIBRARY_PACKAGES = frozenset(
     {
@@ -351,6 +353,8 @@ def value_fingerprint(value: Any, _depth: int = 0) -> str:
         return _short("map:" + repr(items))
     if isinstance(value, set | frozenset):
         return _short("set:" + repr(sorted(value_fingerprint(v, _depth + 1) for v in value)))
+    if is_record(value):  # a Dagster @record (e.g. an AutomationCondition): no iteration
+        return _short(f"{_type_name(value)}:{value!r}")
     if isinstance(value, list | tuple):
         return _short("seq:" + repr([value_fingerprint(v, _depth + 1) for v in value]))
     _refuse_data(value)

@@ -55,6 +55,7 @@ from .diagram import mermaid_diagram
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .io_managers import SparkParquetIOManager, StoredVersion
+from .links import linked_manifests, resolve_links, without_links
 from .observability import asset_scope
 from .runner import factory_error_message, run_factory
 from .specs import TranslatedPipeline, input_name
@@ -113,6 +114,7 @@ def factory_step(
             return
         cache.reuse = None
         cache.reason = "recomputed: a selected check has no stored result for the stored version"
+    values = resolve_links(values, storage, spark, run_id=run_id, label=asset)
     run = run_factory(node, values, spark=spark, run_id=run_id, asset=asset, config=config)
     metadata = run.metadata()
     if getattr(storage, "debug_plans", False):  # debug mode: where this Factory sits
@@ -206,18 +208,18 @@ def _cache_decision(
         return None
     key = translated.key_of(node)
     upstream = {
-        resolved.attribute: storage.loaded_manifest(
-            loaded[input_name(translated, resolved.source)]
-        )
+        resolved.attribute: storage.loaded_manifest(loaded[input_name(translated, resolved.source)])
         for resolved in translated.graph.inputs[node]
         if isinstance(resolved.source, FactoryNode)
     }
+    externals = translated.external_values(node)
+    upstream.update(linked_manifests(externals, storage))  # another pipeline's outputs
     cache_key = compute_key(
         node.factory_type,
         config=config,
         instance_state=factory_state(node.factory),
         upstream=upstream,
-        externals=translated.external_values(node),
+        externals=without_links(externals),
         partition=partition,
         checks=[
             f"{c.name}|{c.severity}|{c.blocking}|{c.description}"

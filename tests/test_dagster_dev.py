@@ -20,6 +20,8 @@ from tests.conftest import ROOT
 ASSET_NODES = """
 query { assetNodes { assetKey { path } groupName dependencyKeys { path } } }
 """
+# Folders of the running `dagster dev` that tests drop files into.
+DEV_DIRS: dict[str, Path] = {}
 
 
 def _free_port() -> int:
@@ -48,9 +50,12 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
         **os.environ,
         "DAGSTER_HOME": str(home),
         "PYSETL_DAGSTER_STORAGE": str(tmp / "storage"),
-        "PYTHONPATH": str(project),
+        "RETAIL_INBOX": str(tmp / "retail_inbox"),
+        # the copied project first, then this checkout's library (not only the installed one)
+        "PYTHONPATH": os.pathsep.join([str(project), str(ROOT)]),
         "PYSPARK_PYTHON": sys.executable,
     }
+    DEV_DIRS.update(inbox=tmp / "retail_inbox", log=tmp / "dagster_dev.log")
     log = open(tmp / "dagster_dev.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
@@ -173,6 +178,61 @@ def test_ui_shows_checks_and_runs_one_alone(dagster_dev: DagsterGraphQLClient) -
     evaluations = [e["evaluation"] for e in events if "evaluation" in e]
     assert evaluations == [{"checkName": "status__isin", "success": True, "severity": "ERROR"}]
     assert not [e for e in events if e["__typename"] == "MaterializationEvent"]
+
+
+START_SENSOR = """
+mutation Start($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
+RUNS_BY_TAG = """
+query Runs($filter: RunsFilter) {
+  runsOrError(filter: $filter) { ... on Runs { results { runId status } } }
+}
+"""
+
+
+def test_file_sensor_switched_on_in_the_ui_runs_the_returns_pipeline(
+    dagster_dev: DagsterGraphQLClient,
+) -> None:
+    """As a user does: switch `returns_new_files` on, drop a return slip in the inbox."""
+    done = dagster_dev._execute(
+        RUNS_BY_TAG, {"filter": {"pipelineName": "retail_assets", "statuses": ["SUCCESS"]}}
+    )["runsOrError"]["results"]
+    if not done:  # return_rates reads retail's enriched_orders: materialize retail first
+        assert _wait(dagster_dev, dagster_dev.submit_job_execution("retail_assets"), 420) == (
+            "SUCCESS"
+        )
+    selector = {
+        "repositoryLocationName": "definitions",
+        "repositoryName": "__repository__",
+        "sensorName": "returns_new_files",
+    }
+    started = dagster_dev._execute(START_SENSOR, {"selector": selector})["startSensor"]
+    assert started["__typename"] == "Sensor", started
+    assert started["sensorState"]["status"] == "RUNNING"
+
+    inbox = DEV_DIRS["inbox"]
+    inbox.mkdir(parents=True, exist_ok=True)
+    part = inbox / "slip.csv.part"
+    part.write_text("order_id,product_id,quantity,reason\n1,14,1,damaged\n")
+    os.utime(part, (time.time() - 60, time.time() - 60))  # settled
+    part.rename(inbox / "slip.csv")
+
+    tag = {"key": "dagster/sensor_name", "value": "returns_new_files"}
+    deadline = time.monotonic() + 240  # the sensor ticks every 30 s, then the run
+    runs: list[dict[str, str]] = []
+    while time.monotonic() < deadline and not runs:
+        runs = dagster_dev._execute(RUNS_BY_TAG, {"filter": {"tags": [tag]}})["runsOrError"][
+            "results"
+        ]
+        time.sleep(3)
+    assert runs, "the sensor requested no run:\n" + DEV_DIRS["log"].read_text()[-4000:]
+    assert _wait(dagster_dev, runs[0]["runId"], 300) == "SUCCESS"
 
 
 RUN_MATERIALIZATIONS = """
