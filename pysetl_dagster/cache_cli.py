@@ -72,23 +72,28 @@ def _when(timestamp: Any) -> str:
 
 def _stored_keys(
     defs: dg.Definitions, storage: SparkParquetIOManager
-) -> Iterable[tuple[dg.AssetKey, dict[str, Any]]]:
+) -> Iterable[tuple[str, dg.AssetKey, str | None, dict[str, Any]]]:
+    """(label, key, partition, manifest) of every stored output, partitions one by one."""
     for key in sorted(defs.resolve_asset_graph().get_all_asset_keys(), key=str):
         manifest = storage.current_manifest(key)
         if manifest is not None:
-            yield key, manifest
+            yield key.to_user_string(), key, None, manifest
+        for partition in storage.partitions(key):
+            manifest = storage.current_manifest(key, partition)
+            if manifest is not None:
+                yield f"{key.to_user_string()} [{partition}]", key, partition, manifest
 
 
 def _list(defs: dg.Definitions, storage: SparkParquetIOManager, console: Console) -> int:
     table = Table(title=f"stored outputs under {storage.base_path}")
     for column in ("asset", "version", "rows", "computed", "by run", "cache key", "reusable"):
         table.add_column(column)
-    for key, manifest in _stored_keys(defs, storage):
+    for label, _key, _partition, manifest in _stored_keys(defs, storage):
         reusable = "no (invalidated)" if manifest.get("cache_invalidated_at") else "yes"
         if not manifest.get("cache_key"):
             reusable = "no (key incomplete: " + ", ".join(manifest.get("cache_missing") or {}) + ")"
         table.add_row(
-            key.to_user_string(),
+            label,
             str(manifest["version"]),
             str(manifest.get("rows", "-")),
             _when(manifest.get("computed_at") or manifest.get("created_at")),
@@ -132,9 +137,13 @@ def _invalidate(
         return 1
     keys = [key, *(_downstream(defs, key) if downstream else [])]
     for each in keys:
-        done = storage.invalidate(each)
+        partitions = storage.partitions(each)
+        done = storage.invalidate(each) or bool(partitions)
+        for partition in partitions:
+            storage.invalidate(each, partition)
         state = "invalidated" if done else "nothing stored"
-        print(f"{each.to_user_string()}: {state}")
+        extra = f" ({len(partitions)} partitions)" if partitions else ""
+        print(f"{each.to_user_string()}: {state}{extra}")
     return 0
 
 
