@@ -365,7 +365,9 @@ def value_fingerprint(value: Any, _depth: int = 0) -> str:
     if callable(dump):
         return _short(f"{_type_name(value)}:{value_fingerprint(dump(), _depth + 1)}")
     if isinstance(value, type):
-        return _short(f"type:{_type_name(value)}:{code_fingerprint(value)[0]}")
+        # a class held as a value (`consumers = {A, B}`) counts by name: its code is hashed
+        # where code uses it, and hashing it here could cycle (A.consumers holds B, B holds A)
+        return _short(f"type:{_type_name(value)}")
     if isinstance(value, types.FunctionType):
         digest, unstable = code_fingerprint(value)
         if unstable:

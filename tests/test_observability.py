@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from typedspark import DataSet
 
 from pysetl_dagster import (
+    FORCE_TAG,
     PySparkSessionResource,
     SparkParquetIOManager,
     no_leaked_spark_labels,
@@ -259,7 +260,10 @@ def test_factory_logs_land_in_the_run_log_with_asset_and_factory(
             **resources,
             "pyspark": PySparkSessionResource(stop_at_exit=False, log_format=log_format),
         }
-        result = dg.materialize(assets, resources=run_resources, instance=instance)
+        # forced: the second format's run would otherwise reuse the first one's output
+        result = dg.materialize(
+            assets, resources=run_resources, instance=instance, tags={FORCE_TAG: "all"}
+        )
         assert result.success
         entries = [
             e for e in instance.all_logs(result.run_id) if e.user_message and e.step_key
