@@ -27,6 +27,7 @@ from typedspark import DataSet
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .logs import factory_logging
+from .memory import persist_output, release
 from .observability import (
     asset_scope,
     describe,
@@ -90,6 +91,9 @@ class FactoryRun:
     output: Any
     timings: dict[str, float] = field(default_factory=dict)
     spark_app_id: str | None = None
+    persisted: Any = None
+    """The output, persisted across the Factory's own write and the stored version's
+    (`persist_own_sink`); whoever stores the output releases it (`memory.release`)."""
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -110,6 +114,7 @@ def run_factory(
     asset: str,
     config: Any = None,
     write: bool = True,
+    persist_own_sink: bool = False,
 ) -> FactoryRun:
     """Run `read -> process -> write` on a private copy of the Factory and return `get()`.
 
@@ -118,6 +123,9 @@ def run_factory(
         config: a `dagster.Config` instance, set as `factory.config`, when the Factory declares
             a nested `Config` class.
         write: call the Factory's own `write()` (skipped anyway when it is not writable).
+        persist_own_sink: when the Factory writes its own sink and its output is a Spark
+            DataFrame, persist the output before `write()`, so that write and the stored
+            version's compute the lineage once (see docs/benchmarks.md, "own sink").
     """
     factory = _private_copy(node.factory)
     for attribute, template in node.deliveries:
@@ -127,6 +135,7 @@ def run_factory(
         factory.config = config  # type: ignore[attr-defined]
 
     timings: dict[str, float] = {}
+    persisted: Any = None
     step = "read"
     try:
         with (
@@ -143,6 +152,8 @@ def run_factory(
             timings["process"] = time.perf_counter() - start
             if write and factory.is_writable:
                 step = "write"
+                if persist_own_sink:
+                    persisted = persist_output(factory.get())
                 scope.describe(describe(asset, f"{node.name}.write()", run_id))
                 start = time.perf_counter()
                 factory.write()
@@ -150,6 +161,7 @@ def run_factory(
             step = "get"
             output = factory.get()
     except Exception as exc:
+        release(persisted)
         raise PySetlFactoryError(
             factory_error_message(node, asset, f"{step}()", exc, spark, run_id)
         ) from exc
@@ -162,7 +174,7 @@ def run_factory(
     sc = spark_context(spark)
     if sc is not None:
         app_id = sc.applicationId
-    return FactoryRun(output=output, timings=timings, spark_app_id=app_id)
+    return FactoryRun(output=output, timings=timings, spark_app_id=app_id, persisted=persisted)
 
 
 def factory_error_message(

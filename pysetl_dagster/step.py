@@ -42,6 +42,7 @@ from .checks import (
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .io_managers import SparkParquetIOManager, StoredVersion
+from .memory import DriverMemory, memory_metadata, persist_output, release
 from .observability import asset_scope
 from .runner import factory_error_message, run_factory
 from .specs import TranslatedPipeline, input_name
@@ -90,11 +91,23 @@ def factory_step(
     spark = getattr(context.resources, SPARK_RESOURCE_KEY).spark_session
     asset = key.to_user_string()
     run_id = context.run.run_id
-    run = run_factory(node, values, spark=spark, run_id=run_id, asset=asset, config=config)
+    driver = DriverMemory.start(spark)
+    own_sink = isinstance(storage, SparkParquetIOManager)  # it writes the output again
+    run = run_factory(
+        node,
+        values,
+        spark=spark,
+        run_id=run_id,
+        asset=asset,
+        config=config,
+        persist_own_sink=own_sink,
+    )
     output_name = key.to_python_identifier()
     metadata = run.metadata()
 
     if isinstance(storage, SparkParquetIOManager) and isinstance(run.output, DataFrame):
+        if storage.in_run_handover == "memory":  # consumers in this run get it from memory
+            run.persisted = storage.track(run.persisted or persist_output(run.output))
         try:
             stored, outcomes = _write_and_audit(
                 storage, plan, run.output, key, partition, run_id=run_id
@@ -105,7 +118,11 @@ def factory_step(
             raise PySetlFactoryError(
                 factory_error_message(node, asset, where, exc, spark, run_id)
             ) from exc
+        finally:
+            if storage.in_run_handover != "memory":
+                release(run.persisted)  # the lineage ran once: both writes are done
         metadata.update(storage.spark_metadata(run.output, run_id, asset))
+        metadata.update(memory_metadata(spark, driver))
         blocked = [o for o in outcomes if o.blocks]
         if blocked:
             rejected = storage.reject(stored)
@@ -114,6 +131,7 @@ def factory_step(
             yield from _emit(context, plan, outcomes, checks_as_events)
             raise _blocked_failure(node.name, asset, blocked, rejected, storage, key, partition)
         value: Any = storage.publish(stored, run_id)
+        storage.hand_over(value, run.persisted)  # only a published version reaches consumers
     else:
         outcomes = _audit_in_memory(plan, run.output)
         blocked = [o for o in outcomes if o.blocks]
@@ -121,6 +139,8 @@ def factory_step(
             yield from _emit(context, plan, outcomes, checks_as_events)
             raise _blocked_failure(node.name, asset, blocked, None, storage, key, partition)
         value = run.output
+        release(run.persisted)
+        metadata.update(memory_metadata(spark, driver))
 
     if outcomes:
         metadata["pysetl/checks"] = summary_table(outcomes)
