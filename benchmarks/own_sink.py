@@ -81,6 +81,7 @@ def main() -> None:
         SparkSession.builder.master("local[2]")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.maxMetadataStringLength", "10000")  # full paths: count_input_scans
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

@@ -134,6 +134,13 @@ class SparkParquetIOManager(ConfigurableIOManager):
         "time, memory and spill of each materialization (from Spark's status store).",
     )
 
+    own_sink: Literal["deferred", "persist", "inline"] = Field(
+        default="deferred",
+        description="A Factory that also saves its output itself in write(): 'deferred' (the "
+        "default, measured faster) stores the version first, then runs write() on the stored "
+        "version read back; 'persist' persists the output (MEMORY_AND_DISK) across both "
+        "writes; 'inline' writes twice (the lineage is computed twice).",
+    )
     in_run_handover: Literal["stored", "memory"] = Field(
         default="stored",
         description="How a consumer in the same run gets an upstream Spark output: 'stored' "

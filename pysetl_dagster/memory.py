@@ -134,12 +134,20 @@ def _as_int(value: Any) -> int:
     return int(digits) if digits else 0
 
 
+METADATA_LENGTH_CONF = "spark.sql.maxMetadataStringLength"
+"""Spark shortens plan metadata (a scan's location) to this many characters (default 100):
+counting scans by path needs it raised on the session (a runtime SQL conf)."""
+_TRUNCATED = re.compile(r"Location: [^\n]*\.\.\.")
+
+
 def count_input_scans(spark: SparkSession | None, path_substring: str, tag: str) -> int:
     """How many file scans over a path containing `path_substring` the Spark jobs carrying
     `tag` ran: the scan nodes of their SQL executions that read at least one file.
 
     A scan answered from a persisted (cached) DataFrame reads no file and is not counted;
     listing a folder or inferring a schema from footers is not a scan either.
+    Spark shortens long locations in its plans: set `spark.sql.maxMetadataStringLength` (e.g.
+    10000) on the session before the run; a shortened location raises rather than miscounts.
     Classic sessions only (Spark Connect has no status store here): 0 otherwise.
     """
     sc = spark_context(spark)
@@ -163,7 +171,16 @@ def count_input_scans(spark: SparkSession | None, path_substring: str, tag: str)
         nodes = store.planGraph(execution_id).allNodes()
         for k in range(nodes.size()):
             node = nodes.apply(k)
-            if not str(node.name()).startswith("Scan") or path_substring not in str(node.desc()):
+            desc = str(node.desc())
+            if not str(node.name()).startswith("Scan"):
+                continue
+            if path_substring not in desc:
+                if _TRUNCATED.search(desc):
+                    raise ValueError(
+                        f"Spark shortened a scanned location in its plan ({desc[:160]}...), so "
+                        f"scans of {path_substring!r} cannot be counted. Set "
+                        f"{METADATA_LENGTH_CONF}=10000 on the session before the run."
+                    )
                 continue
             metrics = node.metrics()
             for m in range(metrics.size()):

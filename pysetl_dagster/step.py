@@ -44,7 +44,7 @@ from .graph import FactoryNode
 from .io_managers import SparkParquetIOManager, StoredVersion
 from .memory import DriverMemory, memory_metadata, persist_output, release
 from .observability import asset_scope
-from .runner import factory_error_message, run_factory
+from .runner import OwnSink, factory_error_message, run_factory, write_own_sink
 from .specs import TranslatedPipeline, input_name
 
 SPARK_RESOURCE_KEY = "pyspark"
@@ -92,7 +92,10 @@ def factory_step(
     asset = key.to_user_string()
     run_id = context.run.run_id
     driver = DriverMemory.start(spark)
-    own_sink = isinstance(storage, SparkParquetIOManager)  # it writes the output again
+    # the output is stored again below: the Factory's own write() must not recompute it
+    own_sink: OwnSink = "inline"
+    if isinstance(storage, SparkParquetIOManager):
+        own_sink = storage.own_sink
     run = run_factory(
         node,
         values,
@@ -100,7 +103,7 @@ def factory_step(
         run_id=run_id,
         asset=asset,
         config=config,
-        persist_own_sink=own_sink,
+        own_sink=own_sink,
     )
     output_name = key.to_python_identifier()
     metadata = run.metadata()
@@ -130,6 +133,18 @@ def factory_step(
                 outcome.extra["rejected_version"] = MetadataValue.path(str(rejected))
             yield from _emit(context, plan, outcomes, checks_as_events)
             raise _blocked_failure(node.name, asset, blocked, rejected, storage, key, partition)
+        try:  # the Factory's own sink, fed from the stored version (own_sink="deferred")
+            write_own_sink(
+                run,
+                node,
+                storage.read_version(stored.path, stored.schema_json),
+                spark=spark,
+                run_id=run_id,
+                asset=asset,
+            )
+        except Exception:
+            storage.reject(stored)
+            raise
         value: Any = storage.publish(stored, run_id)
         storage.hand_over(value, run.persisted)  # only a published version reaches consumers
     else:
