@@ -6,6 +6,7 @@ Counted from Spark: the scans of a Factory's input file come from Spark's SQL st
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Self
@@ -22,7 +23,7 @@ from pyspark.sql.types import DoubleType, LongType
 from typedspark import Column, DataSet, Schema
 
 from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline
-from pysetl_dagster.memory import count_input_scans
+from pysetl_dagster.memory import count_input_scans, executor_peak_memory_mb
 from pysetl_dagster.observability import run_tag
 from tests.conftest import assert_same_data
 
@@ -90,6 +91,27 @@ def events(spark: SparkSession, tmp_path: Path) -> Path:
     return path
 
 
+def _resources(storage: Path, **fields: Any) -> tuple[dict[str, Any], SparkParquetIOManager]:
+    io = SparkParquetIOManager(base_path=str(storage), **fields)
+    spark_resource = PySparkSessionResource(master="local[2]", stop_at_exit=False)
+    return {"pyspark": spark_resource, "io_manager": io}, io
+
+
+def _float(meta: Any, key: str) -> float:
+    value = meta[key].value
+    assert isinstance(value, float), f"{key}: {value!r}"
+    return value
+
+
+def _wait_for_executor_metrics(spark: SparkSession, timeout: float = 30) -> None:
+    """Spark reports executor memory with its heartbeats (every 10 s by default): in a fresh
+    session, wait (bounded) for the first, so the metadata below must carry it."""
+    deadline = time.monotonic() + timeout
+    while executor_peak_memory_mb(spark) is None and time.monotonic() < deadline:
+        spark.range(10).count()
+        time.sleep(0.5)
+
+
 def _persisted_rdds(spark: SparkSession) -> int:
     return int(spark.sparkContext._jsc.sc().getPersistentRDDs().size())
 
@@ -108,14 +130,11 @@ def _materialize(
 def test_own_sink_computed_once(
     spark: SparkSession, events: Path, storage: Path, own_sink: str
 ) -> None:
-    resources = {
-        "pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False),
-        "io_manager": SparkParquetIOManager(base_path=str(storage), own_sink=own_sink),
-    }
+    resources, io = _resources(storage, own_sink=own_sink)
     persisted_before = _persisted_rdds(spark)
+    _wait_for_executor_metrics(spark)
     result = _materialize(resources, SinkedTotals())
 
-    io: SparkParquetIOManager = resources["io_manager"]
     key = dg.AssetKey(["sinked_totals"])
     stored = spark.read.parquet(str(io.current_version_path(key)))
     assert stored.count() == 7
@@ -126,16 +145,13 @@ def test_own_sink_computed_once(
 
     (event,) = result.get_asset_materialization_events()
     meta = event.materialization.metadata
-    assert 50 < meta["pysetl/driver_peak_rss_mb"].value < 64_000  # Python + its JVM
-    assert 0 < meta["spark/executor_peak_memory_mb"].value < 64_000
+    assert 50 < _float(meta, "pysetl/driver_peak_rss_mb") < 64_000  # Python + its JVM
+    assert 0 < _float(meta, "spark/executor_peak_memory_mb") < 64_000
 
 
 def test_inline_own_sink_scans_twice(spark: SparkSession, events: Path, storage: Path) -> None:
     """The control: without compute-once, the lineage (and its input scan) runs twice."""
-    resources = {
-        "pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False),
-        "io_manager": SparkParquetIOManager(base_path=str(storage), own_sink="inline"),
-    }
+    resources, _ = _resources(storage, own_sink="inline")
     result = _materialize(resources, SinkedTotals())
     assert count_input_scans(spark, events.name, run_tag(result.run_id)) == 2
 
@@ -145,15 +161,11 @@ def test_failing_own_sink_releases_and_publishes_nothing(
     spark: SparkSession, events: Path, storage: Path, own_sink: str
 ) -> None:
     PATHS["fail_write"] = "yes"
-    resources = {
-        "pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False),
-        "io_manager": SparkParquetIOManager(base_path=str(storage), own_sink=own_sink),
-    }
+    resources, io = _resources(storage, own_sink=own_sink)
     persisted_before = _persisted_rdds(spark)
     result = _materialize(resources, SinkedTotals(), raise_on_error=False)
     assert not result.success
     assert "the sink is unreachable" in str(result.all_events)
-    io: SparkParquetIOManager = resources["io_manager"]
     assert io.current_manifest(dg.AssetKey(["sinked_totals"])) is None
     assert _persisted_rdds(spark) == persisted_before
 
@@ -162,14 +174,10 @@ def test_failing_own_sink_releases_and_publishes_nothing(
 def test_in_run_handover(spark: SparkSession, events: Path, storage: Path, handover: str) -> None:
     """Downstream gets the published data either way; "memory" does not read the stored
     version back, and releases what it persisted when the run ends."""
-    resources = {
-        "pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False),
-        "io_manager": SparkParquetIOManager(base_path=str(storage), in_run_handover=handover),
-    }
+    resources, io = _resources(storage, in_run_handover=handover)
     persisted_before = _persisted_rdds(spark)
     result = _materialize(resources, SinkedTotals(), Doubled())
     assert result.success
-    io: SparkParquetIOManager = resources["io_manager"]
     totals_path = io.current_version_path(dg.AssetKey(["sinked_totals"]))
     doubled = spark.read.parquet(str(io.current_version_path(dg.AssetKey(["doubled"]))))
     expected = spark.read.parquet(str(totals_path)).withColumn("doubled", F.col("total") * 2)
@@ -179,3 +187,26 @@ def test_in_run_handover(spark: SparkSession, events: Path, storage: Path, hando
     assert read_back == (2 if handover == "stored" else 1)
     assert count_input_scans(spark, events.name, run_tag(result.run_id)) == 1
     assert _persisted_rdds(spark) == persisted_before
+
+
+def test_memory_handover_never_hands_over_a_rejected_version(
+    spark: SparkSession, storage: Path
+) -> None:
+    from pysetl_dagster import Validation
+    from tests.validation_pipeline import people_factories, person_schema, variant_config
+
+    people, consumer = people_factories(Validation(person_schema(), blocking=True))
+    pipeline = (
+        Pipeline().add_stage(Stage().add_factory(people)).add_stage(Stage().add_factory(consumer))
+    )
+    defs = pysetl_pipeline(pipeline, name="memory_rejected")
+    resources, io = _resources(storage, in_run_handover="memory")
+    persisted_before = _persisted_rdds(spark)
+    bad = dg.materialize(
+        defs.assets, resources=resources, run_config=variant_config("bad"), raise_on_error=False
+    )
+    assert not bad.success
+    started = {e.step_key for e in bad.all_events if e.event_type_value == "STEP_START"}
+    assert started == {"people"}  # the consumer never ran
+    assert io.current_manifest(dg.AssetKey("people")) is None
+    assert _persisted_rdds(spark) == persisted_before  # released at the end of the run
