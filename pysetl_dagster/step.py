@@ -133,18 +133,14 @@ def factory_step(
                 outcome.extra["rejected_version"] = MetadataValue.path(str(rejected))
             yield from _emit(context, plan, outcomes, checks_as_events)
             raise _blocked_failure(node.name, asset, blocked, rejected, storage, key, partition)
-        try:  # the Factory's own sink, fed from the stored version (own_sink="deferred")
-            write_own_sink(
-                run,
-                node,
-                storage.read_version(stored.path, stored.schema_json),
-                spark=spark,
-                run_id=run_id,
-                asset=asset,
-            )
-        except Exception:
-            storage.reject(stored)
-            raise
+        if run.deferred_write:  # the Factory's own sink, fed from the stored version
+            try:
+                written = storage.read_version(stored.path, stored.schema_json)
+                write_own_sink(run, node, written, spark=spark, run_id=run_id, asset=asset)
+            except Exception:
+                storage.reject(stored)
+                raise
+            metadata.update(run.metadata())
         value: Any = storage.publish(stored, run_id)
         storage.hand_over(value, run.persisted)  # only a published version reaches consumers
     else:
