@@ -174,7 +174,7 @@ def main() -> None:
     samples: dict[str, list[float]] = {"plain": [], "checked": [], "pandera": []}
     jobs: list[int] = []
 
-    def run(defs: Any, name: str) -> tuple[float, int, Path]:
+    def run(defs: Any, name: str) -> tuple[float, int, str]:
         io = SparkParquetIOManager(base_path=str(tmp / name))
         resources = {"pyspark": PySparkSessionResource(stop_at_exit=False), "io_manager": io}
         start = time.perf_counter()

@@ -6,7 +6,8 @@ profile is validated here, at code load, before any SparkSession exists. Storage
 `$PYSETL_DAGSTER_STORAGE`, else the profile's root, else `$DAGSTER_HOME/pysetl_storage`.
 Inputs are read from `$RETAIL_DATA_DIR` (default: the sample CSVs in `definitions/data`;
 `definitions/data_bad` has a broken product feed that the blocking check on `clean_products`
-stops).
+stops). A second pipeline, `returns` (definitions/returns), reads return slips from an inbox
+folder (file sensor) and retail's `enriched_orders` (cross-pipeline link and sensor).
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from pathlib import Path
 from pysetl_dagster import build_definitions, load_profile, pysetl_pipeline
 
 from .retail.pipeline import build_pipeline
+from .returns import build_returns, watch_failures
 
 PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
 
 profile = load_profile(PROFILES_FILE)
 retail = pysetl_pipeline(build_pipeline(os.environ.get("RETAIL_DATA_DIR")), name="retail")
 retail.daily_schedule(cron="0 2 * * *")
+watch_failures(retail)
+returns = build_returns(retail)  # a second pipeline reading retail's enriched_orders
 
-defs = build_definitions(retail, profile=profile)
+defs = build_definitions(retail, returns, profile=profile)

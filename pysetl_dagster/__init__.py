@@ -1,6 +1,7 @@
 """Run PySetl pipelines under Dagster: Factories as assets, Stages as ops, Pipelines as jobs."""
 
 from .assets import build_factory_asset, build_pysetl_assets
+from .caching import CACHE_TAG, FORCE_TAG, CacheDecision, CacheKey
 from .checks import CheckPlan, Validation, ValidationDepth, pandera_schema_from_typedspark
 from .errors import PySetlDefinitionError, PySetlFactoryError
 from .graph import ExternalInput, FactoryNode, PipelineGraph, ResolvedInput
@@ -10,6 +11,7 @@ from .observability import (
     cancel_run_jobs,
     no_leaked_spark_labels,
     spark_job_scope,
+    spark_jobs_submitted,
     spark_metrics,
     spark_tags,
 )
@@ -35,6 +37,10 @@ from .translator import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CACHE_TAG",
+    "FORCE_TAG",
+    "CacheDecision",
+    "CacheKey",
     "CheckPlan",
     "Credentials",
     "ExternalInput",
@@ -72,6 +78,7 @@ __all__ = [
     "pysetl_pipeline",
     "run_factory",
     "spark_job_scope",
+    "spark_jobs_submitted",
     "spark_metrics",
     "spark_tags",
     "translate",

@@ -23,6 +23,7 @@ from dagster import (
 )
 
 from .graph import FactoryNode
+from .links import link_of
 from .specs import TranslatedPipeline, factory_config_class, input_name, translate
 from .step import SPARK_RESOURCE_KEY, factory_step
 
@@ -59,6 +60,7 @@ def _cache_key(
         spec.code_version,
         tuple(dep.asset_key for dep in spec.deps),
         spec.description,
+        repr(spec.automation_condition),
         io_manager_key,
         externals,
         repr({k: v for k, v in sorted(vars(node.factory).items()) if k != "uuid"}),
@@ -153,7 +155,9 @@ def build_pysetl_assets(
     translated: TranslatedPipeline, *, io_manager_key: str = "io_manager"
 ) -> list[AssetsDefinition | AssetSpec]:
     """Every Factory asset of the pipeline, plus its external inputs as source assets."""
-    assets: list[AssetsDefinition | AssetSpec] = list(translated.external_specs.values())
+    assets: list[AssetsDefinition | AssetSpec] = [
+        spec for ext, spec in translated.external_specs.items() if link_of(ext) is None
+    ]  # a linked input is another pipeline's asset
     assets.extend(
         build_factory_asset(translated, node, io_manager_key=io_manager_key)
         for node in translated.graph.nodes

@@ -4,6 +4,7 @@
     pysetl-dagster describe -m definitions --mermaid
     pysetl-dagster schema infer clean_orders -m definitions [--format yaml] [--out FILE]
     pysetl-dagster migrate legacy_jobs/ --out migrated/ --verify   # scripts -> Factories
+    pysetl-dagster cache list|show ASSET|invalidate ASSET [--downstream]
 
 Later commands (`init`) hang off the same parser.
 """
@@ -73,14 +74,15 @@ def infer_schema(args: argparse.Namespace) -> int:
     sys.path.insert(0, ".")
     storage = SparkParquetIOManager(base_path=args.storage or _storage_of(args.module))
     key = dg.AssetKey.from_user_string(args.asset)
+    # storage is read through Spark's Hadoop FileSystem API: the session comes first
+    spark = SparkSession.builder.master("local[2]").appName("pysetl-dagster schema").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
     manifest = storage.current_manifest(key)
     if manifest is None or manifest.get("format") != "parquet":
         raise PySetlStorageError(
             f"Asset {args.asset!r} has no stored Spark output under {storage.base_path}. "
             "Materialize it first (or pass --storage PATH)."
         )
-    spark = SparkSession.builder.master("local[2]").appName("pysetl-dagster schema").getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
     df = storage.read_version(storage.asset_dir(key) / manifest["version"], manifest.get("schema"))
     profiles = profile(df, args.max_categories)
     name = key.path[-1]
@@ -116,15 +118,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=20,
         help="string columns with at most this many values get an isin check",
     )
+    from .cache_cli import add_parser as add_cache_parser
     from .migrate.cli import add_parser as add_migrate_parser
 
     add_migrate_parser(commands)
+    add_cache_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "schema":
         try:
             return infer_schema(args)
         except Exception as exc:  # one line, not a traceback, for a CLI user
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+    if args.command == "cache":
+        from .cache_cli import run as run_cache
+
+        try:
+            return run_cache(args)
+        except PySetlDefinitionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 1
     if args.command == "migrate":
         from .migrate.cli import run as run_migrate

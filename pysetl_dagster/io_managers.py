@@ -1,26 +1,27 @@
 """Persisting Factory outputs: Spark writes Parquet, nothing is collected to the driver.
 
-Layout under `base_path` (one folder per asset key, per partition if any)::
+Layout under `base_path` (a local path or any Hadoop URI Spark writes: `file://`, `hdfs://`,
+`s3a://`), one folder per asset key, one more level per partition if any::
 
-    <asset>/_current.json          which version readers get (replaced atomically)
-    <asset>/<version>/             a Parquet dataset (or value.pickle for non-Spark values)
+    <asset>[/<partition>]/_current.json                 which version readers get
+    <asset>[/<partition>]/<version>/                    Parquet dataset (or value.pickle)
+    <asset>[/<partition>]/<version>/_pysetl_version.json  the version's record (commit marker)
 
-A version is written completely before `_current.json` is switched to it with an atomic
-rename, so a run that crashes mid-write leaves the previous output readable and current. The
-last `keep_versions` versions are kept (a reader that started before the switch can finish).
+A version is written completely, then its record, before `_current.json` is switched to it
+with an atomic rename, so a run that crashes mid-write leaves the previous output readable and
+current. The last `keep_versions` complete versions are kept (a reader that started before the
+switch can finish); folders of crashed writes are removed. Every storage call goes through
+Spark's Hadoop FileSystem API: see `pysetl_dagster.storage` for the guarantees.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import shutil
-import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from dagster import (
@@ -33,6 +34,11 @@ from dagster import (
     OutputContext,
     TableColumn,
     TableSchema,
+)
+from dagster._core.definitions.data_version import (
+    CODE_VERSION_TAG,
+    DATA_VERSION_IS_USER_PROVIDED_TAG,
+    DATA_VERSION_TAG,
 )
 from pydantic import Field, PrivateAttr
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -52,10 +58,19 @@ from .observability import (
     split_spark_error,
     step_tag,
 )
+from .storage import (
+    MANIFEST,
+    REJECTED,
+    HadoopFS,
+    Location,
+    VersionStore,
+    partition_folder,
+    partition_folders,
+    partition_key_of,
+    qualified,
+)
 
-MANIFEST = "_current.json"
-REJECTED = "_rejected"
-"""Versions that failed a blocking check are moved here, never made current."""
+__all__ = ["MANIFEST", "REJECTED", "Location"]
 ASSET_KEY_METADATA = "pysetl/asset_key"
 """Op outputs carrying this definition metadata are stored (and recorded) as that asset."""
 
@@ -71,7 +86,7 @@ class StoredVersion:
     Returned to Dagster as the step's output value: the IO manager then only records it.
     """
 
-    location: Path
+    location: Location
     version: str
     format: str
     asset_key: AssetKey | None
@@ -79,10 +94,15 @@ class StoredVersion:
     schema_json: str | None = None
     published: bool = False
     write_s: float | None = None
+    data_version: str | None = None
+    """The Dagster data version to record (the cache key), for materializations the IO manager
+    logs itself (Stage jobs); assets pass it on their `Output`."""
+    code_version: str | None = None
+    cached: bool = False
 
     @property
-    def path(self) -> Path:
-        return self.location / self.version
+    def path(self) -> Location:
+        return Location(self.location) / self.version
 
     @property
     def rows(self) -> int | None:
@@ -123,7 +143,16 @@ class SparkParquetIOManager(ConfigurableIOManager):
         description="Check uniqueness and custom checks on this fraction of rows (very large "
         "outputs); row-level checks ride on the write and are always exact.",
     )
-    keep_versions: int = Field(default=2, ge=1, description="Versions kept per asset.")
+    keep_versions: int = Field(
+        default=2, ge=1, description="Complete versions kept per asset (and per partition)."
+    )
+    lease_timeout_s: float = Field(
+        default=300.0,
+        gt=60,
+        description="A version being written by a writer on another host whose lease was not "
+        "refreshed for this long is an orphan (on the same host: as soon as the writer "
+        "process is gone).",
+    )
     debug_plans: bool = Field(
         default=False,
         description="Debug mode: attach each output's Spark plan (explain, formatted).",
@@ -132,6 +161,17 @@ class SparkParquetIOManager(ConfigurableIOManager):
         default=True,
         description="Attach the Spark jobs, stages, tasks, records, bytes, shuffle, executor "
         "time, memory and spill of each materialization (from Spark's status store).",
+    )
+    cache: bool = Field(
+        default=True,
+        description="Reuse a stored version whose cache key (code, config, inputs) matches "
+        "instead of recomputing the Factory (see pysetl_dagster.caching).",
+    )
+    cache_ttl_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Default time-to-live of stored versions for the cache, in seconds "
+        "(a Factory's `cache_ttl` overrides it). None: versions never expire.",
     )
 
     own_sink: Literal["deferred", "persist", "inline"] = Field(
@@ -152,6 +192,9 @@ class SparkParquetIOManager(ConfigurableIOManager):
     # A version folder never changes once written, so within a run a DataFrame read from it can
     # serve every consumer: one file listing and footer read instead of one per consumer.
     _loaded: dict[str, DataFrame] = PrivateAttr(default_factory=dict)
+    # The manifest each loaded value was read from (by id of the value): the cache key of a
+    # consumer records the data versions of exactly the versions it read.
+    _loaded_manifests: dict[int, tuple[Any, dict[str, Any]]] = PrivateAttr(default_factory=dict)
     # Outputs persisted for `in_run_handover="memory"`: released at the end of the run.
     _persisted: list[DataFrame] = PrivateAttr(default_factory=list)
 
@@ -180,11 +223,22 @@ class SparkParquetIOManager(ConfigurableIOManager):
 
     # -- locations -------------------------------------------------------------------------
 
-    def asset_dir(self, asset_key: AssetKey, partition_key: str | None = None) -> Path:
-        path = Path(self.base_path).joinpath(*asset_key.path)
-        return path / partition_key if partition_key else path
+    def asset_dir(self, asset_key: AssetKey, partition_key: str | None = None) -> Location:
+        path = Location(self.base_path.rstrip("/"))
+        for part in asset_key.path:
+            path = path / part
+        return path / partition_folder(partition_key) if partition_key else path
 
-    def current_version_path(self, asset_key: AssetKey, partition_key: str | None = None) -> Path:
+    def filesystem(self) -> HadoopFS:
+        """The Hadoop filesystem calls, on this process's SparkSession (started if none)."""
+        return HadoopFS.of(active_session() or _spark())
+
+    def versions_at(self, location: str) -> VersionStore:
+        return VersionStore(self.filesystem(), location, self.lease_timeout_s)
+
+    def current_version_path(
+        self, asset_key: AssetKey, partition_key: str | None = None
+    ) -> Location:
         """Where the current version of an asset is stored; raises if it was never written."""
         location = self.asset_dir(asset_key, partition_key)
         path, _ = self._current(location, f"Asset {asset_key.to_user_string()}")
@@ -192,12 +246,12 @@ class SparkParquetIOManager(ConfigurableIOManager):
 
     def _output_location(
         self, context: OutputContext, partition: str | None = None
-    ) -> tuple[Path, AssetKey | None]:
+    ) -> tuple[Location, AssetKey | None]:
         key = _asset_key_of_output(context)
         if key is not None:
             return self.asset_dir(key, partition), key
-        run_dir = Path(self.base_path, "_runs", context.run_id, context.step_key, context.name)
-        return run_dir, None
+        run_dir = Location(self.base_path.rstrip("/")) / "_runs" / context.run_id
+        return run_dir / context.step_key / context.name, None
 
     # -- IO manager ------------------------------------------------------------------------
 
@@ -206,7 +260,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
     def write_version(
         self,
         asset_key: AssetKey | None,
-        location: Path,
+        location: Location,
         value: Any,
         observe: list[Column] | None = None,
         *,
@@ -216,39 +270,56 @@ class SparkParquetIOManager(ConfigurableIOManager):
         """Write a new version next to the current one, without making it current.
 
         `observe` aggregates (check failures, the row count) are computed by Spark during the
-        write itself, with no extra job.
+        write itself, with no extra job. The version is leased to this process until it is
+        published, rejected or abandoned; a failed write removes what it wrote.
         """
-        version = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        location = Location(location)
+        store = self.versions_at(location)
+        version = store.begin(run_id)
         target = location / version
-        location.mkdir(parents=True, exist_ok=True)
-        if isinstance(value, DataFrame):
-            observation = Observation(f"pysetl_{uuid.uuid4().hex[:8]}")
-            exprs = observe or [F.count(F.lit(1)).alias("__rows")]
-            # The Factory's lazy plan (and the reads of its inputs) runs here: label it.
-            with asset_scope(
-                value.sparkSession, run_id or "", label or str(location), f"store {version}"
-            ):
-                start = time.perf_counter()
-                value.observe(observation, *exprs).write.mode("errorifexists").parquet(str(target))
-                write_s = time.perf_counter() - start
-            return StoredVersion(
-                location,
-                version,
-                "parquet",
-                asset_key,
-                dict(observation.get),
-                value.schema.json(),
-                write_s=write_s,
-            )
-        target.mkdir()
-        with open(target / "value.pickle", "wb") as fh:
-            pickle.dump(value, fh)
+        try:
+            if isinstance(value, DataFrame):
+                observation = Observation(f"pysetl_{uuid.uuid4().hex[:8]}")
+                exprs = observe or [F.count(F.lit(1)).alias("__rows")]
+                # The Factory's lazy plan (and the reads of its inputs) runs here: label it.
+                with asset_scope(
+                    value.sparkSession, run_id or "", label or str(location), f"store {version}"
+                ):
+                    start = time.perf_counter()
+                    value.observe(observation, *exprs).write.mode("errorifexists").parquet(
+                        qualified(target)
+                    )
+                    write_s = time.perf_counter() - start
+                return StoredVersion(
+                    location,
+                    version,
+                    "parquet",
+                    asset_key,
+                    dict(observation.get),
+                    value.schema.json(),
+                    write_s=write_s,
+                )
+            store.fs.mkdirs(target)
+            store.fs.write_bytes(target / "value.pickle", pickle.dumps(value))
+        except BaseException:
+            store.abandon(version)
+            raise
         return StoredVersion(location, version, "pickle", asset_key)
 
-    def publish(self, stored: StoredVersion, run_id: str) -> StoredVersion:
-        """Make a written version current (atomic manifest switch) and prune old ones."""
-        previous = self._read_manifest(stored.location) or {}
+    def publish(
+        self, stored: StoredVersion, run_id: str, extra: Mapping[str, Any] | None = None
+    ) -> StoredVersion:
+        """Commit a written version (its record), make it current (atomic manifest switch) and
+        prune old versions and orphans.
+
+        `extra` fields (e.g. `cache_key`, `cache_parts`, `computed_by_run`) go into both the
+        manifest and the version's record; they cannot override the version's own fields
+        (`version`, `format`, `run_id`, `created_at`, `rows`, `schema`).
+        """
+        store = self.versions_at(stored.location)
+        previous = store.manifest() or {}
         manifest: dict[str, Any] = {
+            **(extra or {}),
             "version": stored.version,
             "format": stored.format,
             "run_id": run_id,
@@ -260,35 +331,77 @@ class SparkParquetIOManager(ConfigurableIOManager):
             manifest["schema"] = stored.schema_json
             if previous.get("schema"):
                 manifest["previous_schema"] = previous["schema"]
-        self._switch_manifest(stored.location, manifest)
-        self._prune(stored.location, keep=stored.version)
+        try:
+            store.commit(stored.version, manifest)
+            store.switch(manifest)
+        finally:
+            store.release(stored.version)
+        store.prune(self.keep_versions, protect={stored.version})
         return replace(stored, published=True)
 
-    def reject(self, stored: StoredVersion) -> Path:
+    def reject(self, stored: StoredVersion) -> Location:
         """Move a version that failed a blocking check aside, for inspection; never current."""
-        rejected = stored.location / REJECTED
-        rejected.mkdir(exist_ok=True)
-        target = rejected / stored.version
-        os.replace(stored.path, target)
-        kept = sorted(p.name for p in rejected.iterdir())
-        for name in kept[: -self.keep_versions]:
-            shutil.rmtree(rejected / name, ignore_errors=True)
-        return target
+        return self.versions_at(stored.location).reject(stored.version, self.keep_versions)
 
-    def read_version(self, path: Path, schema_json: str | None = None) -> DataFrame:
+    def abandon(self, stored: StoredVersion) -> None:
+        """Remove a written version that will not be published (its audit failed to run)."""
+        self.versions_at(stored.location).abandon(stored.version)
+
+    def read_version(self, path: str, schema_json: str | None = None) -> DataFrame:
         """A stored Parquet version, lazily. With its schema known (the manifest keeps it),
         Spark skips schema inference, which would otherwise run a job over the files' footers."""
         reader = (active_session() or _spark()).read
         if schema_json:
             reader = reader.schema(StructType.fromJson(json.loads(schema_json)))
-        return reader.parquet(str(path))
+        return reader.parquet(qualified(str(path)))
 
     def current_manifest(
         self, asset_key: AssetKey, partition_key: str | None = None
     ) -> dict[str, Any] | None:
         return self._read_manifest(self.asset_dir(asset_key, partition_key))
 
-    def location_for(self, context: OutputContext) -> tuple[Path, AssetKey | None]:
+    # -- versions (the cache's view of storage) ---------------------------------------------
+
+    def list_versions(
+        self, asset_key: AssetKey, partition_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The records of an asset's (or partition's) complete, published versions, newest
+        first: the manifest fields each was published with, plus `path` (its folder)."""
+        return self.versions_at(self.asset_dir(asset_key, partition_key)).versions()
+
+    def make_current(
+        self, asset_key: AssetKey, partition_key: str | None, version: str, run_id: str
+    ) -> StoredVersion:
+        """Switch the manifest to an existing complete version, writing no data.
+
+        The manifest keeps the version's record fields; `run_id` becomes the run that made it
+        current, and `computed_by_run` defaults to the run that wrote it.
+        """
+        location = self.asset_dir(asset_key, partition_key)
+        manifest = self.versions_at(location).make_current(version, run_id)
+        return _stored_of(location, asset_key, manifest)
+
+    def drop(
+        self, asset_key: AssetKey, partition_key: str | None = None, version: str | None = None
+    ) -> list[str]:
+        """Delete one version, or everything stored for an asset (or one of its partitions).
+
+        Dropping the current version removes the manifest too (the asset then reads as never
+        materialized). Returns the deleted locations.
+        """
+        location = self.asset_dir(asset_key, partition_key)
+        dropped = self.versions_at(location).drop(version)
+        gone = str(location / version) if version else str(location)
+        for path in [p for p in self._loaded if p == gone or p.startswith(gone + "/")]:
+            del self._loaded[path]
+        return dropped
+
+    def partitions(self, asset_key: AssetKey) -> list[str]:
+        """The partition keys stored for an asset ([] when it is not stored per partition)."""
+        folders = partition_folders(self.filesystem(), self.asset_dir(asset_key))
+        return sorted(partition_key_of(entry.name) for entry in folders)
+
+    def location_for(self, context: OutputContext) -> tuple[Location, AssetKey | None]:
         partition = context.partition_key if context.has_partition_key else None
         return self._output_location(context, partition)
 
@@ -321,8 +434,18 @@ class SparkParquetIOManager(ConfigurableIOManager):
         if op_asset_key is not None and not context.has_asset_key:
             # A Stage op stores a Factory's output as its asset: record it, after the write.
             run_metadata = dict(context.output_metadata or {})
+            tags = {}
+            if stored.data_version is not None:
+                tags[DATA_VERSION_TAG] = stored.data_version
+                tags[DATA_VERSION_IS_USER_PROVIDED_TAG] = "true"
+            if stored.code_version is not None:
+                tags[CODE_VERSION_TAG] = stored.code_version
             context.log_event(
-                AssetMaterialization(asset_key=op_asset_key, metadata={**run_metadata, **metadata})
+                AssetMaterialization(
+                    asset_key=op_asset_key,
+                    metadata={**run_metadata, **metadata},
+                    tags=tags or None,
+                )
             )
 
     def spark_metadata(self, df: DataFrame, run_id: str, label: str) -> dict[str, Any]:
@@ -370,13 +493,69 @@ class SparkParquetIOManager(ConfigurableIOManager):
                 run_id = context.step_context.run_id
                 with asset_scope(spark, run_id, _label_of_input(context), f"load {name}"):
                     self._loaded[str(path)] = self.read_version(path, manifest.get("schema"))
-            return self._loaded[str(path)]
-        with open(path / "value.pickle", "rb") as fh:
-            return pickle.load(fh)
+            return self.note_loaded(self._loaded[str(path)], manifest)
+        raw = self.filesystem().read_bytes(path / "value.pickle")
+        if raw is None:
+            raise PySetlStorageError(f"{name}: {path} has no value.pickle; materialize it again.")
+        return self.note_loaded(pickle.loads(raw), manifest)
+
+    def note_loaded(self, value: Any, manifest: dict[str, Any]) -> Any:
+        """Remember which stored version a value handed to a consumer came from."""
+        self._loaded_manifests[id(value)] = (value, manifest)  # the value is kept: ids stay
+        return value
+
+    def loaded_manifest(self, value: Any) -> dict[str, Any] | None:
+        """The manifest of the stored version `value` was loaded from (None: not loaded here)."""
+        entry = self._loaded_manifests.get(id(value))
+        return entry[1] if entry is not None and entry[0] is value else None
+
+    # -- cache ---------------------------------------------------------------------------
+
+    def cache_records(
+        self, asset_key: AssetKey, partition_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Records of the stored versions a cache lookup may reuse, newest first (the current
+        version first, whatever its age: its manifest carries the invalidation mark)."""
+        current = self.current_manifest(asset_key, partition_key)
+        records = self.list_versions(asset_key, partition_key)
+        if current is None:
+            return records
+        invalidated = current.get("cache_invalidated_at")
+        rest = [r for r in records if r.get("version") != current.get("version")]
+        if invalidated:
+            rest = [{**r, "cache_invalidated_at": invalidated} for r in rest]
+        return [current, *rest]
+
+    def stored_from_record(
+        self, asset_key: AssetKey, partition_key: str | None, record: Mapping[str, Any]
+    ) -> StoredVersion:
+        """A stored, published version described by its manifest record (nothing is read)."""
+        observed = {"__rows": record["rows"]} if record.get("rows") is not None else {}
+        return StoredVersion(
+            self.asset_dir(asset_key, partition_key),
+            str(record["version"]),
+            str(record.get("format", "parquet")),
+            asset_key,
+            observed,
+            record.get("schema"),
+            published=True,
+            cached=True,
+        )
+
+    def invalidate(self, asset_key: AssetKey, partition_key: str | None = None) -> bool:
+        """Make every stored version of an asset ineligible for reuse; the data stays current
+        and readable until the next materialization replaces it. False: nothing stored."""
+        location = self.asset_dir(asset_key, partition_key)
+        manifest = self._read_manifest(location)
+        if manifest is None:
+            return False
+        manifest["cache_invalidated_at"] = time.time()
+        self._switch_manifest(location, manifest)
+        return True
 
     # -- storage helpers -------------------------------------------------------------------
 
-    def _current(self, location: Path, what: str) -> tuple[Path, dict[str, Any]]:
+    def _current(self, location: Location, what: str) -> tuple[Location, dict[str, Any]]:
         """The current version's folder and manifest, or an error saying to materialize first."""
         manifest = self._read_manifest(location)
         if manifest is None:
@@ -384,36 +563,32 @@ class SparkParquetIOManager(ConfigurableIOManager):
                 f"{what} has no stored output under {location}. Materialize it first "
                 "(or include it in the selection)."
             )
-        return location / manifest["version"], manifest
+        return Location(location) / manifest["version"], manifest
 
-    @staticmethod
-    def _read_manifest(location: Path) -> dict[str, Any] | None:
-        try:
-            with open(location / MANIFEST) as fh:
-                manifest: dict[str, Any] = json.load(fh)
-        except FileNotFoundError:
-            return None
-        return manifest if (location / manifest["version"]).exists() else None
+    def _read_manifest(self, location: Location) -> dict[str, Any] | None:
+        return self.versions_at(location).manifest()
 
-    @staticmethod
-    def _switch_manifest(location: Path, manifest: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=location, prefix=".manifest-", suffix=".tmp")
-        os.chmod(tmp, 0o644)  # other users of the storage read manifests too
-        with os.fdopen(fd, "w") as fh:
-            json.dump(manifest, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, location / MANIFEST)
+    def _switch_manifest(self, location: Location, manifest: dict[str, Any]) -> None:
+        self.versions_at(location).switch(manifest)
 
-    def _prune(self, location: Path, keep: str) -> None:
-        versions = sorted(
-            p.name
-            for p in location.iterdir()
-            if p.is_dir() and not p.name.startswith((".", "_")) and p.name[:8].isdigit()
-        )
-        stale = [v for v in versions[: -self.keep_versions] if v != keep]
-        for name in stale:
-            shutil.rmtree(location / name, ignore_errors=True)
+    def _prune(self, location: Location, keep: str) -> None:
+        self.versions_at(location).prune(self.keep_versions, protect={keep})
+
+
+def _stored_of(
+    location: Location, asset_key: AssetKey | None, manifest: Mapping[str, Any]
+) -> StoredVersion:
+    """A published version described by its manifest (or record)."""
+    observed = {"__rows": manifest["rows"]} if manifest.get("rows") is not None else {}
+    return StoredVersion(
+        location,
+        str(manifest["version"]),
+        str(manifest.get("format", "parquet")),
+        asset_key,
+        observed,
+        manifest.get("schema"),
+        published=True,
+    )
 
 
 def _asset_key_of_output(context: OutputContext) -> AssetKey | None:

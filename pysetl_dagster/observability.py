@@ -211,6 +211,15 @@ def cancel_run_jobs(spark: SparkSession | None, run_id: str) -> None:
     cancel_tag(spark, run_tag(run_id))
 
 
+def spark_jobs_submitted(spark: SparkSession | None) -> int:
+    """How many Spark jobs the application has submitted so far (classic sessions): the
+    difference across a run is the run's Spark work, counted by Spark itself."""
+    sc = spark_context(spark)
+    if sc is None:
+        return 0
+    return int(sc._jsc.sc().dagScheduler().nextJobId())
+
+
 def job_ids_with_tag(spark: SparkSession | None, tag: str) -> list[int]:
     """Ids of the retained Spark jobs carrying `tag` (classic sessions; [] otherwise)."""
     sc = spark_context(spark)

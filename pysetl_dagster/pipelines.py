@@ -33,13 +33,24 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 from pysetl.workflow import Deliverable, Factory, Pipeline
 
 from .assets import TranslatedPipeline, build_pysetl_assets, translate
+from .diagram import mermaid_diagram
 from .errors import PySetlDefinitionError
-from .graph import FactoryNode, PipelineGraph
+from .graph import PipelineGraph
 from .io_managers import SparkParquetIOManager
+from .links import UpstreamAsset, missing_links
 from .naming import snake_case
 from .ops import build_stage_job
 from .profiles import Profile
 from .resources import PySparkSessionResource
+from .schedules import AutomationDeclaration, apply_automation, pipeline_schedule, profiled_schedule
+from .sensors import (
+    FactoryRef,
+    FailureHook,
+    failure_sensor,
+    new_files_sensor,
+    resolve_factories,
+    upstream_sensor,
+)
 from .translator import PySetlTranslator
 
 
@@ -54,6 +65,7 @@ class PySetlPipelineDefinitions:
     stage_job: JobDefinition | None
     diagram: str
     schedules: list[ScheduleDefinition] = field(default_factory=list)
+    sensors: list[SensorDefinition] = field(default_factory=list)
 
     @property
     def graph(self) -> PipelineGraph:
@@ -69,11 +81,61 @@ class PySetlPipelineDefinitions:
 
     def daily_schedule(self, cron: str = "0 2 * * *", **kwargs: Any) -> ScheduleDefinition:
         """A schedule that materializes the whole pipeline (default: every day at 02:00)."""
-        schedule = ScheduleDefinition(
-            name=f"{snake_case(self.name)}_daily", job=self.asset_job, cron_schedule=cron, **kwargs
+        return self.schedule(cron=cron, name=f"{snake_case(self.name)}_daily", **kwargs)
+
+    # -- declarations: schedules, sensors, links (see schedules.py, sensors.py, links.py) --
+
+    def schedule(
+        self,
+        cron: str,
+        *,
+        timezone: str | None = None,
+        enabled: bool | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> ScheduleDefinition:
+        """A cron schedule of the whole pipeline (`enabled`: its default status; None lets a
+        profile decide, else stopped)."""
+        schedule = pipeline_schedule(
+            self, cron=cron, timezone=timezone, enabled=enabled, name=name, **kwargs
         )
         self.schedules.append(schedule)
         return schedule
+
+    def on_new_files(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        factories: Sequence[FactoryRef] | None = None,
+        **kwargs: Any,
+    ) -> SensorDefinition:
+        """Run the Factories reading `folder` (and their dependents) when files arrive there."""
+        return self._sensor(new_files_sensor(self, folder, factories=factories, **kwargs))
+
+    def on_upstream(self, **kwargs: Any) -> SensorDefinition:
+        """Run the Factories reading another pipeline's asset when that asset changes."""
+        return self._sensor(upstream_sensor(self, **kwargs))
+
+    def on_failure(self, hook: FailureHook | None = None, **kwargs: Any) -> SensorDefinition:
+        """Record failed runs of this pipeline and call `hook` and/or `webhook_url`."""
+        return self._sensor(failure_sensor(self, hook=hook, **kwargs))
+
+    def _sensor(self, sensor: SensorDefinition) -> SensorDefinition:
+        if any(s.name == sensor.name for s in self.sensors):
+            raise PySetlDefinitionError(
+                f"Pipeline {self.name!r} already has a sensor named {sensor.name!r}: pass name=."
+            )
+        self.sensors.append(sensor)
+        return sensor
+
+    def output(self, factory: type[Factory[Any]] | str) -> Deliverable[Any]:
+        """This pipeline's Factory output as an external input of another pipeline:
+        `other.set_input_from_deliverable(retail.output(EnrichedOrders))`. The consumer then
+        depends on this pipeline's asset and reads its stored version; no asset is duplicated."""
+        (node,) = resolve_factories(self, [factory], f"{self.name}.output(...)")
+        link = UpstreamAsset(self.name, node.name, self.translated.key_of(node))
+        deliverable_type: Any = Deliverable[node.payload_type]  # type: ignore[name-defined]
+        return deliverable_type(link, delivery_id=node.delivery_id)  # type: ignore[no-any-return]
 
 
 def pysetl_pipeline(
@@ -83,6 +145,7 @@ def pysetl_pipeline(
     translator: PySetlTranslator | None = None,
     externals: Sequence[Deliverable[Any]] = (),
     io_manager_key: str = "io_manager",
+    automation_condition: AutomationDeclaration = None,
 ) -> PySetlPipelineDefinitions:
     """Translate a PySetl Pipeline (or a plain list of Factories) into Dagster definitions.
 
@@ -92,6 +155,8 @@ def pysetl_pipeline(
         name: the pipeline's name: asset group, job names (`<name>_assets`, `<name>_stages`).
         translator: maps Factories to asset specs; subclass `PySetlTranslator` to customise.
         externals: external inputs, when `pipeline` is a list of Factories.
+        automation_condition: an `AutomationCondition` for every Factory, or Factory ->
+            condition (Dagster's declarative automation instead of sensors).
     """
     if not name or snake_case(name) != name:
         raise PySetlDefinitionError(
@@ -103,6 +168,7 @@ def pysetl_pipeline(
     else:
         graph = PipelineGraph.from_factories(pipeline, name, externals)
     translated = translate(graph, translator or PySetlTranslator())
+    apply_automation(translated, automation_condition)
     assets = build_pysetl_assets(translated, io_manager_key=io_manager_key)
     diagram = mermaid_diagram(translated)
     description = f"PySetl pipeline `{name}`\n\n```mermaid\n{diagram}\n```"
@@ -131,34 +197,6 @@ def pysetl_pipeline(
         stage_job=stage_job,
         diagram=diagram,
     )
-
-
-def mermaid_diagram(translated: TranslatedPipeline) -> str:
-    """The pipeline as a Mermaid flowchart: externals and Factories, grouped by Stage."""
-    graph = translated.graph
-    lines = ["flowchart LR"]
-    ids: dict[object, str] = {}
-    for i, ext in enumerate(graph.externals):
-        ids[ext] = f"ext{i}"
-        lines.append(f'  ext{i}[("{ext.name}")]')
-    by_stage: dict[int | None, list[FactoryNode]] = {}
-    for node in graph.nodes:
-        by_stage.setdefault(node.stage_index, []).append(node)
-    counter = 0
-    for stage_index, nodes in by_stage.items():
-        if stage_index is not None:
-            lines.append(f'  subgraph stage{stage_index}["Stage {stage_index}"]')
-        for node in nodes:
-            ids[node] = f"f{counter}"
-            key = translated.key_of(node).to_user_string()
-            lines.append(f'    f{counter}["{node.name}<br/>{key}"]')
-            counter += 1
-        if stage_index is not None:
-            lines.append("  end")
-    for node in graph.nodes:
-        for resolved in graph.inputs[node]:
-            lines.append(f"  {ids[resolved.source]} -->|{resolved.attribute}| {ids[node]}")
-    return "\n".join(lines)
 
 
 def default_storage_path() -> str:
@@ -221,6 +259,14 @@ def build_definitions(
                     f"{other_pipeline!r} and {p.name!r}. Give one a key_prefix "
                     "(PySetlTranslator(key_prefix=...)) or make the Factories' inputs identical."
                 )
+    missing = missing_links({p.name: p.translated for p in pipelines}, set(merged))
+    if missing:
+        name, link = missing[0]
+        raise PySetlDefinitionError(
+            f"Pipeline {name!r} reads {link.key.to_user_string()!r}, the output of Factory "
+            f"{link.factory} of pipeline {link.pipeline!r}, which is not in these Definitions. "
+            f"Pass that pipeline to build_definitions too."
+        )
     # A multi-key definition appears once per key in `merged`; keep each object once, in order.
     unique = list({id(asset): asset for _, asset in merged.values()}.values())
 
@@ -249,7 +295,11 @@ def build_definitions(
         assets=[*unique, *assets],
         jobs=[*all_jobs, *jobs],
         schedules=[*_pipeline_schedules(pipelines, profile), *schedules],
-        sensors=list(sensors),
+        sensors=[
+            *(profile.metric_sensors() if profile is not None else []),
+            *(s for p in pipelines for s in p.sensors),
+            *sensors,
+        ],
         resources=all_resources,
         executor=in_process_executor,
     )
@@ -261,15 +311,4 @@ def _pipeline_schedules(
     """The pipelines' schedules; a profile decides whether they run and may set their cron."""
     if profile is None:
         return [s for p in pipelines for s in p.schedules]
-    return [
-        ScheduleDefinition(
-            name=s.name,
-            job=p.asset_job,
-            cron_schedule=profile.schedules.cron or s.cron_schedule,
-            execution_timezone=s.execution_timezone,
-            description=s.description,
-            default_status=profile.schedule_status,
-        )
-        for p in pipelines
-        for s in p.schedules
-    ]
+    return [profiled_schedule(s, p, profile) for p in pipelines for s in p.schedules]

@@ -102,6 +102,13 @@ class ScheduleSettings(_Strict):
     cron: str | None = None
 
 
+class MetricsSettings(_Strict):
+    """Where run metrics go: a Pushgateway `host:port` (`$VARS` expanded). When set, sensors
+    push every finished run's metrics there (they run with the Dagster daemon)."""
+
+    pushgateway: str | None = None
+
+
 class ResourceSettings(_Strict):
     """A Dagster resource: `class: package.module:ClassName` and its config."""
 
@@ -139,6 +146,7 @@ class Profile(_Strict):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     validation: Literal["schema_only", "data_only", "schema_and_data"] = "schema_and_data"
     """Default depth of pandera asset checks (a Factory's `Validation(depth=...)` overrides)."""
 
@@ -178,6 +186,23 @@ class Profile(_Strict):
                 "names an environment variable that is not set: set it or change the root."
             )
         return root
+
+    def metric_sensors(self) -> list[Any]:
+        """Run-status sensors pushing run metrics to the profile's Pushgateway (running by
+        default: the profile asked for them)."""
+        if not self.metrics.pushgateway:
+            return []
+        from dagster import DefaultSensorStatus
+
+        from .prometheus import prometheus_sensors
+
+        gateway = os.path.expandvars(self.metrics.pushgateway)
+        if "$" in gateway:
+            raise PySetlProfileError(
+                f"{self.file}: profile {self.name!r}: key 'metrics.pushgateway': "
+                f"{self.metrics.pushgateway!r} names an environment variable that is not set."
+            )
+        return prometheus_sensors(gateway, default_status=DefaultSensorStatus.RUNNING)
 
     def build_resources(self) -> dict[str, Any]:
         """The profile's extra Dagster resources, by key."""

@@ -23,6 +23,7 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
+    DefaultSensorStatus,
     RunStatusSensorContext,
     SensorDefinition,
     run_status_sensor,
@@ -108,7 +109,9 @@ def push_run_metrics(instance: DagsterInstance, run_id: str, gateway: str) -> No
 
 
 def prometheus_sensors(
-    gateway: str, name: str = "pysetl_prometheus_push"
+    gateway: str,
+    name: str = "pysetl_prometheus_push",
+    default_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED,
 ) -> list[SensorDefinition]:
     """Sensors pushing every finished run's metrics (one for successes, one for failures):
     `build_definitions(..., sensors=prometheus_sensors("pushgateway:9091"))`."""
@@ -117,6 +120,11 @@ def prometheus_sensors(
         push_run_metrics(context.instance, context.dagster_run.run_id, gateway)
 
     return [
-        run_status_sensor(run_status=status, name=f"{name}_{status.value.lower()}")(push)
+        run_status_sensor(
+            run_status=status,
+            name=f"{name}_{status.value.lower()}",
+            default_status=default_status,
+            monitor_all_code_locations=False,
+        )(push)
         for status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
     ]

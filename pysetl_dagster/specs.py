@@ -13,6 +13,7 @@ from dagster import AssetCheckSpec, AssetKey, AssetSpec, Config
 from .checks import CheckPlan, build_check_plan
 from .errors import PySetlDefinitionError
 from .graph import ExternalInput, FactoryNode, PipelineGraph
+from .links import link_spec
 from .naming import invalid_key_components
 from .translator import PySetlExternalData, PySetlFactoryData, PySetlTranslator
 
@@ -59,7 +60,7 @@ def input_name(translated: TranslatedPipeline, upstream: FactoryNode) -> str:
 def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedPipeline:
     """Ask the translator for every spec, in run order, and check the keys it returns."""
     external_specs = {
-        ext: translator.get_asset_spec(PySetlExternalData(ext, graph.name))
+        ext: link_spec(ext) or translator.get_asset_spec(PySetlExternalData(ext, graph.name))
         for ext in graph.externals
     }
     factory_specs: dict[FactoryNode, AssetSpec] = {}

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from dagster import (
@@ -21,6 +22,8 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    BetaWarning,
+    DataVersion,
     Failure,
     MetadataValue,
     OpExecutionContext,
@@ -29,6 +32,15 @@ from dagster import (
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
+from .caching import (
+    CACHE_TAG,
+    CacheDecision,
+    cache_policy,
+    compute_key,
+    decide,
+    factory_state,
+    force_requested,
+)
 from .checks import (
     IN_MEMORY_ENGINES,
     CheckOutcome,
@@ -39,9 +51,11 @@ from .checks import (
     observed_exprs,
     summary_table,
 )
+from .diagram import mermaid_diagram
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .io_managers import SparkParquetIOManager, StoredVersion
+from .links import linked_manifests, resolve_links, without_links
 from .memory import DriverMemory, memory_metadata, persist_output, release
 from .observability import asset_scope
 from .runner import OwnSink, factory_error_message, run_factory, write_own_sink
@@ -91,6 +105,17 @@ def factory_step(
     spark = getattr(context.resources, SPARK_RESOURCE_KEY).spark_session
     asset = key.to_user_string()
     run_id = context.run.run_id
+    output_name = key.to_python_identifier()
+    cache = _cache_decision(context, translated, node, storage, partition, loaded, config, plan)
+    if cache is not None and cache.reuse is not None:
+        reused = _stored_outcomes(plan, cache.reuse)
+        if reused is not None and isinstance(storage, SparkParquetIOManager):
+            yield from _reuse(context, translated, node, storage, partition, cache, output_name)
+            yield from _emit(context, plan, reused, checks_as_events)
+            return
+        cache.reuse = None
+        cache.reason = "recomputed: a selected check has no stored result for the stored version"
+    values = resolve_links(values, storage, spark, run_id=run_id, label=asset)
     driver = DriverMemory.start(spark)
     # the output is stored again below: the Factory's own write() must not recompute it
     own_sink: OwnSink = "inline"
@@ -105,8 +130,10 @@ def factory_step(
         config=config,
         own_sink=own_sink,
     )
-    output_name = key.to_python_identifier()
     metadata = run.metadata()
+    if getattr(storage, "debug_plans", False):  # debug mode: where this Factory sits
+        diagram = mermaid_diagram(translated, highlight=node)
+        metadata["pysetl/diagram"] = MetadataValue.md(f"```mermaid\n{diagram}\n```")
 
     if isinstance(storage, SparkParquetIOManager) and isinstance(run.output, DataFrame):
         if storage.in_run_handover == "memory":  # consumers in this run get it from memory
@@ -141,7 +168,15 @@ def factory_step(
                 storage.reject(stored)
                 raise
             metadata.update(run.metadata())
-        value: Any = storage.publish(stored, run_id)
+        extra: dict[str, Any] = {"checks": [_outcome_record(o) for o in outcomes]}
+        if cache is not None:
+            extra.update(cache.manifest_fields(stored.version, run_id))
+            stored = replace(
+                stored,
+                data_version=cache.data_version(stored.version),
+                code_version=translated.factory_specs[node].code_version,
+            )
+        value: Any = storage.publish(stored, run_id, extra)
         storage.hand_over(value, run.persisted)  # only a published version reaches consumers
     else:
         outcomes = _audit_in_memory(plan, run.output)
@@ -158,9 +193,158 @@ def factory_step(
         metadata["pysetl/checks_failed"] = MetadataValue.int(sum(not o.passed for o in outcomes))
         if outcomes[0].seconds is not None:
             metadata["pysetl/checks_s"] = MetadataValue.float(round(outcomes[0].seconds, 4))
-    yield Output(value, output_name=output_name, metadata=metadata)
+    data_version = None
+    if cache is not None and isinstance(value, StoredVersion):
+        metadata.update(cache.metadata())
+        data_version = value.data_version
+    yield _output(value, output_name, metadata, data_version, op_surface=checks_as_events)
     if plan is not None:
         yield from _emit(context, plan, outcomes, checks_as_events)
+
+
+def _output(
+    value: Any,
+    output_name: str,
+    metadata: dict[str, Any],
+    data_version: str | None,
+    *,
+    op_surface: bool,
+) -> Output[Any]:
+    """An asset's output carries its data version; a Stage op's cannot (it is not an asset
+    output), so the IO manager records it on the materialization it logs."""
+    if data_version is None or op_surface:
+        return Output(value, output_name=output_name, metadata=metadata)
+    with warnings.catch_warnings():  # `data_version` is marked beta; it is what Dagster reads
+        warnings.simplefilter("ignore", BetaWarning)
+        return Output(
+            value,
+            output_name=output_name,
+            metadata=metadata,
+            data_version=DataVersion(data_version),
+        )
+
+
+def _cache_decision(
+    context: StepContext,
+    translated: TranslatedPipeline,
+    node: FactoryNode,
+    storage: Any,
+    partition: str | None,
+    loaded: Mapping[str, Any],
+    config: Any,
+    plan: CheckPlan | None,
+) -> CacheDecision | None:
+    """Whether this Factory's output can be reused (None: its storage does not cache)."""
+    if not isinstance(storage, SparkParquetIOManager) or not storage.cache:
+        return None
+    key = translated.key_of(node)
+    upstream = {
+        resolved.attribute: storage.loaded_manifest(loaded[input_name(translated, resolved.source)])
+        for resolved in translated.graph.inputs[node]
+        if isinstance(resolved.source, FactoryNode)
+    }
+    externals = translated.external_values(node)
+    upstream.update(linked_manifests(externals, storage))  # another pipeline's outputs
+    cache_key = compute_key(
+        node.factory_type,
+        config=config,
+        instance_state=factory_state(node.factory),
+        upstream=upstream,
+        externals=without_links(externals),
+        partition=partition,
+        checks=[
+            f"{c.name}|{c.severity}|{c.blocking}|{c.description}"
+            for c in (plan.checks if plan is not None else ())
+        ],
+    )
+    tags = context.run.tags
+    records = storage.cache_records(key, partition)
+    invalidated = records[0].get("cache_invalidated_at") if records else None
+    return decide(
+        cache_key,
+        cache_policy(node.factory_type, storage.cache_ttl_s),
+        records,
+        forced=force_requested(tags, [key.to_user_string(), node.name]),
+        disabled_by_run=tags.get(CACHE_TAG, "").strip().lower() == "off",
+        invalidated_at=float(invalidated) if invalidated else None,
+    )
+
+
+def _reuse(
+    context: StepContext,
+    translated: TranslatedPipeline,
+    node: FactoryNode,
+    storage: SparkParquetIOManager,
+    partition: str | None,
+    cache: CacheDecision,
+    output_name: str,
+) -> Iterator[Output[Any]]:
+    """Record a stored version as this run's materialization: no Spark job, nothing written."""
+    assert cache.reuse is not None
+    key = translated.key_of(node)
+    current = storage.current_manifest(key, partition)
+    version = str(cache.reuse["version"])
+    if current is None or current.get("version") != version:
+        # an older kept version matches (e.g. a change reverted): make it current again
+        storage.make_current(key, partition, version, context.run.run_id)
+        cache.reason += " (an older kept version, made current again)"
+    stored = replace(
+        storage.stored_from_record(key, partition, cache.reuse),
+        data_version=cache.data_version(str(cache.reuse["version"])),
+        code_version=translated.factory_specs[node].code_version,
+    )
+    context.log.info(
+        f"Factory {node.name} (asset {key.to_user_string()}): {cache.reason}; computed by run "
+        f"{cache.reuse.get('computed_by_run') or cache.reuse.get('run_id')}."
+    )
+    yield _output(
+        stored,
+        output_name,
+        cache.metadata(),
+        stored.data_version,
+        op_surface=isinstance(context, OpExecutionContext)
+        and not isinstance(context, AssetExecutionContext),
+    )
+
+
+def _outcome_record(outcome: CheckOutcome) -> dict[str, Any]:
+    """What the manifest keeps of a check result, to report it again when the version is
+    reused."""
+    return {
+        "name": outcome.check.name,
+        "passed": outcome.passed,
+        "failing_rows": outcome.failing_rows,
+        "rows": outcome.rows,
+        "message": outcome.message,
+    }
+
+
+def _stored_outcomes(
+    plan: CheckPlan | None, record: Mapping[str, Any]
+) -> list[CheckOutcome] | None:
+    """The selected checks' results stored with a version (None: one is missing)."""
+    if plan is None or not plan.checks:
+        return []
+    stored = {c["name"]: c for c in record.get("checks") or []}
+    outcomes = []
+    for check in plan.checks:
+        result = stored.get(check.name)
+        if result is None:
+            return None
+        outcomes.append(
+            CheckOutcome(
+                check,
+                bool(result["passed"]),
+                failing_rows=result.get("failing_rows"),
+                rows=result.get("rows"),
+                message=result.get("message") or "",
+                extra={
+                    "pysetl/cached": MetadataValue.bool(True),
+                    "storage_version": MetadataValue.text(str(record["version"])),
+                },
+            )
+        )
+    return outcomes
 
 
 def _effective_plan(
@@ -203,15 +387,19 @@ def _write_and_audit(
     if spark_plan is None:
         return stored, []
     start = time.perf_counter()
-    with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
-        outcomes = evaluate(
-            spark_plan,
-            storage.read_version(stored.path, stored.schema_json),
-            stored.observed,
-            broken=broken,
-            previous_schema=_schema_of(previous, "schema"),
-            sample_fraction=_sample_fraction(spark_plan, storage),
-        )
+    try:
+        with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
+            outcomes = evaluate(
+                spark_plan,
+                storage.read_version(stored.path, stored.schema_json),
+                stored.observed,
+                broken=broken,
+                previous_schema=_schema_of(previous, "schema"),
+                sample_fraction=_sample_fraction(spark_plan, storage),
+            )
+    except BaseException:
+        storage.abandon(stored)  # never published: do not leave it leased
+        raise
     for outcome in outcomes:
         outcome.seconds = time.perf_counter() - start
     return stored, outcomes
@@ -294,7 +482,7 @@ def _blocked_failure(
     factory: str,
     asset: str,
     blocked: list[CheckOutcome],
-    rejected: Path | None,
+    rejected: str | None,
     storage: Any,
     key: AssetKey,
     partition: str | None,

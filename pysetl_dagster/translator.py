@@ -7,9 +7,7 @@ subclass `PySetlTranslator`, call `super().get_asset_spec(data)` and `replace_at
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +17,7 @@ from pysetl.workflow import Factory
 from typedspark import DataSet
 
 from .checks import Validation, as_validation
+from .fingerprints import code_fingerprint
 from .graph import ExternalInput, FactoryNode, ResolvedInput, _type_name
 from .naming import snake_case
 
@@ -174,58 +173,9 @@ def table_schema_of(payload_type: Any) -> TableSchema | None:
 
 
 def factory_code_version(factory_type: type) -> str:
-    """A hash that changes when the Factory's code or declarations change.
+    """A hash that changes when the Factory's code changes, or the code of the user's own
+    functions, classes and constants it uses, in any module (see `fingerprints`).
 
-    Hashes the bytecode, constants and names of every function the class (and its user-defined
-    bases) defines, plus its Deliveries and output type. Unlike `inspect.getsource` this works
-    for generated classes and costs microseconds, so 1,000 Factories load fast.
+    It is the asset's `code_version`, so Dagster's "code changed" marker agrees with the cache.
     """
-    digest = hashlib.sha256()
-    for klass in type.mro(factory_type):
-        if (
-            klass is object
-            or klass.__module__ in {"typing", "abc"}
-            or klass.__module__.startswith("pysetl.")
-        ):
-            continue
-        digest.update(klass.__qualname__.encode())
-        for attr, value in sorted(vars(klass).items()):
-            _hash_member(digest, attr, value)
-    return digest.hexdigest()[:16]
-
-
-def _hash_member(digest: Any, attr: str, value: Any) -> None:
-    func = value.__func__ if isinstance(value, classmethod | staticmethod) else value
-    if isinstance(func, property):
-        func = func.fget
-    code = getattr(func, "__code__", None)
-    if isinstance(code, types.CodeType):
-        digest.update(attr.encode())
-        _hash_code(digest, code)
-    elif attr.startswith("__"):
-        return
-    elif isinstance(value, type):
-        digest.update(f"{attr}=class {value.__qualname__}".encode())
-        for sub_attr, sub_value in sorted(vars(value).items()):
-            _hash_member(digest, sub_attr, sub_value)
-    else:
-        digest.update(f"{attr}={_stable_repr(value)}".encode())
-
-
-def _hash_code(digest: Any, code: types.CodeType) -> None:
-    digest.update(code.co_code)
-    digest.update(repr(code.co_names).encode())
-    digest.update(repr(code.co_varnames).encode())
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            _hash_code(digest, const)
-        else:
-            digest.update(repr(const).encode())
-
-
-def _stable_repr(value: Any) -> str:
-    """A repr that is the same in every process: set members in order, no memory addresses."""
-    if isinstance(value, set | frozenset):
-        return "{" + ", ".join(sorted(_stable_repr(v) for v in value)) + "}"
-    text = repr(value)
-    return text.split(" at 0x")[0] if " at 0x" in text else text
+    return code_fingerprint(factory_type)[0]

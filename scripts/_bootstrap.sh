@@ -53,8 +53,9 @@ ensure_system_packages() {
   local missing=()
   compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  [[ -x /usr/bin/prometheus-pushgateway ]] || missing+=(prometheus-pushgateway)
   (( ${#missing[@]} == 0 )) && return 0
-  echo "Installing ${missing[*]} with apt-get (needed by the deployment and browser tests)..."
+  echo "Installing ${missing[*]} with apt-get (needed by the deployment, browser and metrics tests)..."
   local log="$ROOT/.venv-apt.log"
   local sudo=""; (( EUID == 0 )) || sudo="sudo"
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >"$log" 2>&1 \

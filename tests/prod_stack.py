@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +175,7 @@ SELECTOR = {
     "scheduleName": "retail_daily",
 }
 
+
 @pytest.fixture(scope="session")
 def scheduled_run(prod_stack: ProdStack) -> str:
     """The first run the daemon starts by itself for the every-minute schedule."""
@@ -194,6 +196,35 @@ def scheduled_run(prod_stack: ProdStack) -> str:
         prod_stack.procs["daemon"].log.read_text()[-3000:]
     )
     return str(runs[-1]["runId"])
+
+
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
+    assert Path(binary).exists(), "scripts/test installs the Debian package prometheus-pushgateway"
+    address = f"127.0.0.1:{free_port()}"
+    log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [binary, f"--web.listen-address={address}"], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{address}/-/ready", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the Pushgateway did not start:\n" + log.read_text()[-2000:])
+                time.sleep(0.2)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _start_postgres(tmp: Path, logs: Path) -> tuple[Proc, int]:
@@ -268,7 +299,7 @@ def write_profile(path: Path, storage: Path, extra: str = "") -> None:
 
 
 @pytest.fixture(scope="session")
-def prod_stack() -> Iterator[ProdStack]:
+def prod_stack(pushgateway: str) -> Iterator[ProdStack]:
     tmp = Path(tempfile.mkdtemp(prefix="pysetl-prod-stack-"))
     home, storage, logs = tmp / "home", tmp / "storage", tmp / "logs"
     for d in (home, storage, logs):
@@ -279,7 +310,8 @@ def prod_stack() -> Iterator[ProdStack]:
         procs["postgres"] = pg
         shutil.copy(DOCKER / "dagster.yaml", home / "dagster.yaml")  # the very same file
         profile_file = tmp / "profiles.yaml"
-        write_profile(profile_file, storage)
+        # the profile sends run metrics to the Pushgateway (sensors the daemon runs)
+        write_profile(profile_file, storage, f"  metrics:\n    pushgateway: {pushgateway}\n")
         grpc_port = free_port()
         (home / "workspace.yaml").write_text(
             "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"

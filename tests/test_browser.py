@@ -4,6 +4,7 @@ production stack (webserver + daemon + PostgreSQL). Screenshots go to test-artif
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -72,6 +73,7 @@ def test_materialize_all_from_the_asset_graph(
     prod_stack: ProdStack, scheduled_run: str, page: Page
 ) -> None:
     # `scheduled_run` has seen the every-minute schedule work and stopped it.
+    assert prod_stack.wait_run(scheduled_run) == "SUCCESS"
     before = set(_run_ids(prod_stack))
     page.goto(f"{prod_stack.url}/locations/retail/jobs/retail_assets")
     _dismiss_community_dialog(page)
@@ -101,3 +103,16 @@ def test_materialize_all_from_the_asset_graph(
     expect(version).to_be_visible()
     version.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "3-asset-metadata.png"))
+    # This run found nothing changed since the scheduled run: the stored versions were reused,
+    # and the page says so, with the run that computed the data.
+    expect(page.get_by_text("pysetl/computed_by_run").first).to_be_visible()
+
+    # The asset's Events tab lists each materialization's metadata: the Spark metrics.
+    page.goto(f"{prod_stack.url}/assets/top_products?view=events")
+    # the newest one reused the stored version; the oldest (the scheduled run) computed it
+    dates = page.get_by_text(re.compile(r"^[A-Z][a-z]{2} \d+, \d+:\d+ [AP]M$"))
+    expect(dates.first).to_be_visible()
+    # the list on the left, newest first, then the selected event's title: click the oldest
+    dates.nth(dates.count() - 2).click()
+    expect(page.get_by_text("spark/tasks").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "4-asset-events.png"))

@@ -143,7 +143,11 @@ def test_blocking_failure_keeps_previous_version_and_stops_downstream(
     )  # the 3 good rows, not the bad
 
     fixed = dg.materialize(assets, resources=resources, run_config=variant_config("good"))
-    assert fixed.success and io.current_version_path(key) != good_path
+    # the fixed input is the good one again: its stored version is reused (the cache), and the
+    # rejected bad version never became current
+    assert fixed.success and io.current_version_path(key) == good_path
+    people = fixed.asset_materializations_for_node("people")[0].metadata
+    assert people["pysetl/cached"].value is True
 
 
 def test_blocking_can_be_chosen_per_check(resources: dict[str, Any]) -> None:

@@ -75,3 +75,33 @@ def test_run_history_survives_a_webserver_restart(
     runs = prod_stack.graphql(RUNS, {"filter": {"runIds": [graphql_run, scheduled_run]}})
     statuses = {r["runId"]: r["status"] for r in runs["runsOrError"]["results"]}
     assert statuses == {graphql_run: "SUCCESS", scheduled_run: "SUCCESS"}
+
+
+def test_daemon_pushes_run_metrics_to_the_pushgateway(
+    prod_stack: ProdStack, scheduled_run: str, pushgateway: str
+) -> None:
+    """The profile names a Pushgateway: the daemon's run-status sensor pushes each finished
+    run's metrics there by itself."""
+    import time
+
+    from tests.test_prometheus_push import pushed_metrics
+
+    assert prod_stack.wait_run(scheduled_run) == "SUCCESS"
+    labels = (("dagster_job", "retail_assets"), ("job", "pysetl_dagster"))
+    deadline = time.monotonic() + 150  # run-status sensors tick every 30 s
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    while time.monotonic() < deadline:
+        samples = pushed_metrics(pushgateway)
+        if ("pysetl_run_success", labels) in samples:
+            break
+        time.sleep(3)
+    assert samples.get(("pysetl_run_success", labels)) == 1, (
+        prod_stack.procs["daemon"].log.read_text()[-3000:]
+    )
+    # check results are pushed whether the run computed or reused the stored versions
+    checked = {
+        dict(k[1])["asset"]
+        for k in samples
+        if k[0] == "pysetl_asset_check_passed" and dict(k[1])["dagster_job"] == "retail_assets"
+    }
+    assert {"clean_orders", "clean_products"} <= checked, samples

@@ -10,7 +10,7 @@ import dagster as dg
 from pyspark.sql import DataFrame, SparkSession
 
 import definitions
-from pysetl_dagster import SparkParquetIOManager
+from pysetl_dagster import FORCE_TAG, SparkParquetIOManager
 from tests.conftest import assert_same_data
 
 
@@ -65,7 +65,10 @@ def test_subset_runs_only_the_selected_factory(
         for key in ("enriched_orders", "top_products")
     }
     result = dg.materialize(
-        definitions.retail.assets, resources=resources, selection="top_products"
+        definitions.retail.assets,
+        resources=resources,
+        selection="top_products",
+        tags={FORCE_TAG: "top_products"},  # unchanged, so it would be reused otherwise
     )
     assert result.success
     assert [e.asset_key for e in result.get_asset_materialization_events()] == [

@@ -189,6 +189,9 @@ def test_materialization_metadata_has_spark_metrics(
     assert numbers["spark/executor_run_time_ms"].value >= 0
     assert meta["total"]["spark/output_records"].value == 1
     assert "Range" in numbers["spark/plan"].value  # debug mode: the formatted Spark plan
+    diagram = meta["doubled"]["pysetl/diagram"].value  # ... and the pipeline, this one marked
+    assert diagram.startswith("```mermaid\nflowchart LR") and "Doubled<br/>doubled" in diagram
+    assert "stroke-width:3px" in diagram
     # Doubled reads numbers' stored version: its input records are numbers' rows.
     assert meta["doubled"]["spark/input_records"].value == 1000
     for step in ("pysetl/read_s", "pysetl/process_s", "pysetl/store_s"):
