@@ -210,3 +210,23 @@ def test_memory_handover_never_hands_over_a_rejected_version(
     assert started == {"people"}  # the consumer never ran
     assert io.current_manifest(dg.AssetKey("people")) is None
     assert _persisted_rdds(spark) == persisted_before  # released at the end of the run
+
+
+class FreshTotals(SinkedTotals):
+    """`get()` builds a new object each call: no attribute holds it, so the deferred own sink
+    cannot point `write()` at the stored version and falls back to persisting."""
+
+    def get(self) -> DataSet[Total]:
+        return DataSet[Total](self.output)
+
+
+def test_deferred_own_sink_falls_back_to_persist(
+    spark: SparkSession, events: Path, storage: Path
+) -> None:
+    resources, io = _resources(storage)
+    persisted_before = _persisted_rdds(spark)
+    result = _materialize(resources, FreshTotals())
+    stored = spark.read.parquet(str(io.current_version_path(dg.AssetKey(["fresh_totals"]))))
+    assert_same_data(spark.read.parquet(PATHS["sink"]), stored)
+    assert count_input_scans(spark, events.name, run_tag(result.run_id)) == 1
+    assert _persisted_rdds(spark) == persisted_before
