@@ -22,12 +22,13 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from dagster import (
     AssetKey,
     AssetMaterialization,
     ConfigurableIOManager,
+    InitResourceContext,
     InputContext,
     MetadataValue,
     OutputContext,
@@ -173,12 +174,52 @@ class SparkParquetIOManager(ConfigurableIOManager):
         "(a Factory's `cache_ttl` overrides it). None: versions never expire.",
     )
 
+    own_sink: Literal["deferred", "persist", "inline"] = Field(
+        default="deferred",
+        description="A Factory that also saves its output itself in write(): 'deferred' (the "
+        "default, measured faster) stores the version first, then runs write() on the stored "
+        "version read back; 'persist' persists the output (MEMORY_AND_DISK) across both "
+        "writes; 'inline' writes twice (the lineage is computed twice).",
+    )
+    in_run_handover: Literal["stored", "memory"] = Field(
+        default="stored",
+        description="How a consumer in the same run gets an upstream Spark output: 'stored' "
+        "reads the published Parquet version back (the default: measured faster, see "
+        "docs/benchmarks.md); 'memory' hands over the output persisted while it was written "
+        "(released when the run ends). Either way only a published version reaches consumers.",
+    )
+
     # A version folder never changes once written, so within a run a DataFrame read from it can
     # serve every consumer: one file listing and footer read instead of one per consumer.
     _loaded: dict[str, DataFrame] = PrivateAttr(default_factory=dict)
     # The manifest each loaded value was read from (by id of the value): the cache key of a
     # consumer records the data versions of exactly the versions it read.
     _loaded_manifests: dict[int, tuple[Any, dict[str, Any]]] = PrivateAttr(default_factory=dict)
+    # Outputs persisted for `in_run_handover="memory"`: released at the end of the run.
+    _persisted: list[DataFrame] = PrivateAttr(default_factory=list)
+
+    # -- in-run handover -------------------------------------------------------------------
+
+    def track(self, persisted: DataFrame | None) -> DataFrame | None:
+        """Keep a persisted output until the run ends (`teardown_after_execution`)."""
+        if persisted is not None:
+            self._persisted.append(persisted)
+        return persisted
+
+    def hand_over(self, stored: StoredVersion, persisted: DataFrame | None) -> None:
+        """Serve a *published* version's consumers in this run from the persisted output it
+        was written from (`in_run_handover="memory"`); never called for a rejected version."""
+        if self.in_run_handover == "memory" and persisted is not None and stored.published:
+            self._loaded[str(stored.path)] = persisted
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Release what this run persisted; forget the run's loaded versions."""
+        from .memory import release
+
+        for persisted in self._persisted:
+            release(persisted)
+        self._persisted.clear()
+        self._loaded.clear()
 
     # -- locations -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from dagster import MetadataValue
 from pysetl.workflow import Delivery, Factory
@@ -27,6 +27,7 @@ from typedspark import DataSet
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .logs import factory_logging
+from .memory import persist_output, release
 from .observability import (
     asset_scope,
     describe,
@@ -38,6 +39,8 @@ from .observability import (
 )
 
 _UNSET = object()
+
+OwnSink = Literal["inline", "deferred", "persist"]
 
 
 class _InjectedDelivery(Delivery[Any]):
@@ -90,6 +93,13 @@ class FactoryRun:
     output: Any
     timings: dict[str, float] = field(default_factory=dict)
     spark_app_id: str | None = None
+    persisted: Any = None
+    """The output, persisted across the Factory's own write and the stored version's (own
+    sink, fallback); whoever stores the output releases it (`memory.release`)."""
+    factory: Any = None
+    deferred_write: list[str] | None = None
+    """Own sink, deferred: the Factory's attributes holding its output, which `write_own_sink`
+    points at the stored version before it calls the Factory's `write()`."""
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -110,6 +120,7 @@ def run_factory(
     asset: str,
     config: Any = None,
     write: bool = True,
+    own_sink: OwnSink = "inline",
 ) -> FactoryRun:
     """Run `read -> process -> write` on a private copy of the Factory and return `get()`.
 
@@ -118,6 +129,13 @@ def run_factory(
         config: a `dagster.Config` instance, set as `factory.config`, when the Factory declares
             a nested `Config` class.
         write: call the Factory's own `write()` (skipped anyway when it is not writable).
+        own_sink: when the output is stored again afterwards, how a writable Factory with a
+            Spark DataFrame output computes its lineage once for both writes (docs/benchmarks.md,
+            "own sink"): "inline" calls `write()` here (the lineage runs twice);
+            "deferred" (the default of the Factory step, measured faster) skips it: the
+            caller stores the output, then calls `write_own_sink` with the stored version;
+            "persist" persists the output across `write()` here and the caller's write (also
+            what "deferred" falls back to when no attribute of the Factory holds its output).
     """
     factory = _private_copy(node.factory)
     for attribute, template in node.deliveries:
@@ -127,6 +145,8 @@ def run_factory(
         factory.config = config  # type: ignore[attr-defined]
 
     timings: dict[str, float] = {}
+    persisted: Any = None
+    deferred: list[str] | None = None
     step = "read"
     try:
         with (
@@ -142,14 +162,23 @@ def run_factory(
             factory.process()
             timings["process"] = time.perf_counter() - start
             if write and factory.is_writable:
-                step = "write"
-                scope.describe(describe(asset, f"{node.name}.write()", run_id))
-                start = time.perf_counter()
-                factory.write()
-                timings["write"] = time.perf_counter() - start
+                step = "get"
+                produced = factory.get() if own_sink != "inline" else None
+                holders = _holders(factory, produced) if own_sink == "deferred" else []
+                if holders:
+                    deferred = holders
+                else:
+                    step = "write"
+                    if own_sink != "inline":
+                        persisted = persist_output(produced)
+                    scope.describe(describe(asset, f"{node.name}.write()", run_id))
+                    start = time.perf_counter()
+                    factory.write()
+                    timings["write"] = time.perf_counter() - start
             step = "get"
             output = factory.get()
     except Exception as exc:
+        release(persisted)
         raise PySetlFactoryError(
             factory_error_message(node, asset, f"{step}()", exc, spark, run_id)
         ) from exc
@@ -162,7 +191,65 @@ def run_factory(
     sc = spark_context(spark)
     if sc is not None:
         app_id = sc.applicationId
-    return FactoryRun(output=output, timings=timings, spark_app_id=app_id)
+    return FactoryRun(
+        output=output,
+        timings=timings,
+        spark_app_id=app_id,
+        persisted=persisted,
+        factory=factory,
+        deferred_write=deferred,
+    )
+
+
+def _holders(factory: Factory[Any], output: Any) -> list[str]:
+    """The Factory's instance attributes that hold its (Spark) output, by identity."""
+    if not isinstance(output, DataFrame):
+        return []
+    return [name for name, value in vars(factory).items() if value is output]
+
+
+def write_own_sink(
+    run: FactoryRun,
+    node: FactoryNode,
+    stored: DataFrame,
+    *,
+    spark: SparkSession | None,
+    run_id: str,
+    asset: str,
+) -> None:
+    """The Factory's own `write()`, deferred until its output was stored: the attributes that
+    held the output now hold the stored version read back, so the sink gets exactly the stored
+    rows and the Factory's lineage is not computed again."""
+    if not run.deferred_write:
+        return
+    factory = run.factory
+    replacement = coerce_like(run.output, stored)
+    for name in run.deferred_write:
+        setattr(factory, name, replacement)
+    try:
+        with (
+            factory_logging(run_id, asset, node.name),
+            asset_scope(spark, run_id, asset, f"{node.name}.write()"),
+        ):
+            start = time.perf_counter()
+            factory.write()
+            run.timings["write"] = time.perf_counter() - start
+    except Exception as exc:
+        where = "write() (its own sink, fed from the stored version; nothing was published)"
+        raise PySetlFactoryError(
+            factory_error_message(node, asset, where, exc, spark, run_id)
+        ) from exc
+    finally:
+        for name in run.deferred_write:
+            setattr(factory, name, run.output)
+
+
+def coerce_like(original: Any, value: DataFrame) -> Any:
+    """`value` in the type of `original`: a typedspark `DataSet[Schema]` stays one."""
+    schema = getattr(original, "_schema_annotations", None)
+    if isinstance(original, DataSet) and schema is not None:
+        return DataSet[schema](value)  # type: ignore[valid-type]
+    return value
 
 
 def factory_error_message(

@@ -56,8 +56,9 @@ from .errors import PySetlFactoryError
 from .graph import FactoryNode
 from .io_managers import SparkParquetIOManager, StoredVersion
 from .links import linked_manifests, resolve_links, without_links
+from .memory import DriverMemory, memory_metadata, persist_output, release
 from .observability import asset_scope
-from .runner import factory_error_message, run_factory
+from .runner import OwnSink, factory_error_message, run_factory, write_own_sink
 from .specs import TranslatedPipeline, input_name
 
 SPARK_RESOURCE_KEY = "pyspark"
@@ -115,13 +116,28 @@ def factory_step(
         cache.reuse = None
         cache.reason = "recomputed: a selected check has no stored result for the stored version"
     values = resolve_links(values, storage, spark, run_id=run_id, label=asset)
-    run = run_factory(node, values, spark=spark, run_id=run_id, asset=asset, config=config)
+    driver = DriverMemory.start(spark)
+    # the output is stored again below: the Factory's own write() must not recompute it
+    own_sink: OwnSink = "inline"
+    if isinstance(storage, SparkParquetIOManager):
+        own_sink = storage.own_sink
+    run = run_factory(
+        node,
+        values,
+        spark=spark,
+        run_id=run_id,
+        asset=asset,
+        config=config,
+        own_sink=own_sink,
+    )
     metadata = run.metadata()
     if getattr(storage, "debug_plans", False):  # debug mode: where this Factory sits
         diagram = mermaid_diagram(translated, highlight=node)
         metadata["pysetl/diagram"] = MetadataValue.md(f"```mermaid\n{diagram}\n```")
 
     if isinstance(storage, SparkParquetIOManager) and isinstance(run.output, DataFrame):
+        if storage.in_run_handover == "memory":  # consumers in this run get it from memory
+            run.persisted = storage.track(run.persisted or persist_output(run.output))
         try:
             stored, outcomes = _write_and_audit(
                 storage, plan, run.output, key, partition, run_id=run_id
@@ -132,7 +148,11 @@ def factory_step(
             raise PySetlFactoryError(
                 factory_error_message(node, asset, where, exc, spark, run_id)
             ) from exc
+        finally:
+            if storage.in_run_handover != "memory":
+                release(run.persisted)  # the lineage ran once: both writes are done
         metadata.update(storage.spark_metadata(run.output, run_id, asset))
+        metadata.update(memory_metadata(spark, driver))
         blocked = [o for o in outcomes if o.blocks]
         if blocked:
             rejected = storage.reject(stored)
@@ -140,6 +160,14 @@ def factory_step(
                 outcome.extra["rejected_version"] = MetadataValue.path(str(rejected))
             yield from _emit(context, plan, outcomes, checks_as_events)
             raise _blocked_failure(node.name, asset, blocked, rejected, storage, key, partition)
+        if run.deferred_write:  # the Factory's own sink, fed from the stored version
+            try:
+                written = storage.read_version(stored.path, stored.schema_json)
+                write_own_sink(run, node, written, spark=spark, run_id=run_id, asset=asset)
+            except Exception:
+                storage.reject(stored)
+                raise
+            metadata.update(run.metadata())
         extra: dict[str, Any] = {"checks": [_outcome_record(o) for o in outcomes]}
         if cache is not None:
             extra.update(cache.manifest_fields(stored.version, run_id))
@@ -149,6 +177,7 @@ def factory_step(
                 code_version=translated.factory_specs[node].code_version,
             )
         value: Any = storage.publish(stored, run_id, extra)
+        storage.hand_over(value, run.persisted)  # only a published version reaches consumers
     else:
         outcomes = _audit_in_memory(plan, run.output)
         blocked = [o for o in outcomes if o.blocks]
@@ -156,6 +185,8 @@ def factory_step(
             yield from _emit(context, plan, outcomes, checks_as_events)
             raise _blocked_failure(node.name, asset, blocked, None, storage, key, partition)
         value = run.output
+        release(run.persisted)
+        metadata.update(memory_metadata(spark, driver))
 
     if outcomes:
         metadata["pysetl/checks"] = summary_table(outcomes)

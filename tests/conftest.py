@@ -31,6 +31,7 @@ def spark() -> Iterator[SparkSession]:
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.maxMetadataStringLength", "10000")  # full paths: count_input_scans
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
