@@ -59,6 +59,7 @@ def _cache_key(
         spec.code_version,
         tuple(dep.asset_key for dep in spec.deps),
         spec.description,
+        spec.partitions_def,
         io_manager_key,
         externals,
         repr({k: v for k, v in sorted(vars(node.factory).items()) if k != "uuid"}),
@@ -124,7 +125,7 @@ def _build_factory_asset(
 
         fn = compute
 
-    out_spec = spec.replace_attributes(deps=[])
+    out_spec = spec.replace_attributes(deps=[], partitions_def=None)
     plan = translated.check_plans.get(node)
     out_type: Any = plan.dagster_type() if plan is not None else None
     return multi_asset(
@@ -141,6 +142,7 @@ def _build_factory_asset(
         deps=other_deps,
         check_specs=translated.check_specs(node),
         can_subset=True,
+        partitions_def=spec.partitions_def,
         required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
         op_tags={
             "pysetl/factory": node.name,

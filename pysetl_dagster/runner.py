@@ -110,6 +110,7 @@ def run_factory(
     asset: str,
     config: Any = None,
     write: bool = True,
+    partition_key: str | None = None,
 ) -> FactoryRun:
     """Run `read -> process -> write` on a private copy of the Factory and return `get()`.
 
@@ -118,6 +119,8 @@ def run_factory(
         config: a `dagster.Config` instance, set as `factory.config`, when the Factory declares
             a nested `Config` class.
         write: call the Factory's own `write()` (skipped anyway when it is not writable).
+        partition_key: the run's partition of a partitioned Factory, set as
+            `factory.partition_key` (see `pysetl_dagster.partitions`).
     """
     factory = _private_copy(node.factory)
     for attribute, template in node.deliveries:
@@ -125,6 +128,8 @@ def run_factory(
         setattr(factory, attribute, _fresh_delivery(template, value))
     if config is not None:
         factory.config = config  # type: ignore[attr-defined]
+    if partition_key is not None:
+        factory.partition_key = partition_key  # type: ignore[attr-defined]
 
     timings: dict[str, float] = {}
     step = "read"

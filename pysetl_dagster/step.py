@@ -90,7 +90,15 @@ def factory_step(
     spark = getattr(context.resources, SPARK_RESOURCE_KEY).spark_session
     asset = key.to_user_string()
     run_id = context.run.run_id
-    run = run_factory(node, values, spark=spark, run_id=run_id, asset=asset, config=config)
+    run = run_factory(
+        node,
+        values,
+        spark=spark,
+        run_id=run_id,
+        asset=asset,
+        config=config,
+        partition_key=partition,
+    )
     output_name = key.to_python_identifier()
     metadata = run.metadata()
 
