@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pysetl_dagster import build_definitions, load_profile, pysetl_pipeline
 
+from .regional import regional_pipelines
 from .retail.pipeline import build_pipeline
 
 PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
@@ -24,4 +25,6 @@ profile = load_profile(PROFILES_FILE)
 retail = pysetl_pipeline(build_pipeline(os.environ.get("RETAIL_DATA_DIR")), name="retail")
 retail.daily_schedule(cron="0 2 * * *")
 
-defs = build_definitions(retail, profile=profile)
+defs = build_definitions(
+    retail, *regional_pipelines(os.environ.get("RETAIL_DATA_DIR")), profile=profile
+)

@@ -272,3 +272,45 @@ def test_extension_replaces_and_adds_factories_without_touching_the_original(
     assert _read_current(resources, "tripled/total").first().total == 3 * (0 + 1 + 2)
     with pytest.raises(PySetlDefinitionError, match=r"names \['Audit'\], which the pipeline"):
         extend_pipeline(original, replace={Audit: Tripled})
+
+
+def test_example_template_instances_and_daily_partitions(
+    spark: SparkSession, resources: dict[str, Any], storage: Path, tmp_path: Path
+) -> None:
+    import definitions
+    from definitions.regional import AMERICAS, EUROPE, regional_pipelines
+
+    europe, americas, daily_orders = regional_pipelines()
+    defs = build_definitions(
+        definitions.retail, europe, americas, daily_orders, resources=resources
+    )
+    job_names = {j.name for j in defs.resolve_all_job_defs()}
+    assert {
+        "regional_europe_assets",
+        "regional_americas_stages",
+        "daily_orders_assets",
+    } <= job_names
+    for job in ("regional_europe_assets", "regional_americas_assets"):
+        assert defs.resolve_job_def(job).execute_in_process().success
+    eu = _read_current(resources, "europe/region_orders")
+    am = _read_current(resources, "americas/region_orders")
+    assert {r.country for r in eu.select("country").distinct().collect()} <= set(EUROPE)
+    assert {r.country for r in am.select("country").distinct().collect()} <= set(AMERICAS)
+    assert eu.count() > 0 and am.count() > 0
+    assert am.where("quantity < 2").count() == 0  # the americas instance's own config
+
+    days = ["2024-07-01", "2024-07-02"]
+    job = defs.resolve_job_def("daily_orders_assets")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        for day in days:
+            assert job.execute_in_process(instance=instance, partition_key=day).success
+        assert instance.get_materialized_partitions(dg.AssetKey("daily_orders")) == set(days)
+    assert _stored(storage, "daily_orders") == days
+    # clean_orders is unpartitioned: one output, even when it ran in partitioned runs
+    assert "_current.json" in {p.name for p in (storage / "clean_orders").iterdir()}
+    clean = _read_current(resources, "clean_orders")
+    per_day = {
+        str(r.order_date): r.orders for r in _read_current(resources, "orders_per_day").collect()
+    }
+    assert per_day == {d: clean.where(F.col("order_date") == d).count() for d in days}
+    assert all(n > 0 for n in per_day.values())
