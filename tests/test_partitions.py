@@ -3,6 +3,10 @@ extension: real materializations against real storage and a real DagsterInstance
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -314,3 +318,45 @@ def test_example_template_instances_and_daily_partitions(
     }
     assert per_day == {d: clean.where(F.col("order_date") == d).count() for d in days}
     assert all(n > 0 for n in per_day.values())
+
+
+def test_dagster_cli_backfill_of_three_daily_partitions(tmp_path: Path) -> None:
+    """A real backfill: `dagster job backfill` on the example's daily job, one run per
+    partition launched by the instance (DefaultRunCoordinator: no daemon needed)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n"
+        "  class: DefaultRunCoordinator\ntelemetry:\n  enabled: false\n"
+    )
+    storage = tmp_path / "storage"
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PYSETL_DAGSTER_STORAGE": str(storage),
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("RETAIL_DATA_DIR", None)
+    days = ["2024-07-01", "2024-07-02", "2024-07-03"]
+    dagster = Path(sys.executable).with_name("dagster")
+    cmd = [str(dagster), "job", "backfill", "-m", "definitions", "-j", "daily_orders_assets",
+           "--partitions", ",".join(days), "--noprompt"]  # fmt: skip
+    launched = subprocess.run(
+        cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "Launched backfill job" in launched.stdout + launched.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        deadline = time.monotonic() + 420
+        while True:
+            runs = instance.get_runs()
+            if len(runs) == 3 and all(r.is_finished for r in runs):
+                break
+            assert time.monotonic() < deadline, [(r.run_id, r.status) for r in runs]
+            time.sleep(2)
+        assert {r.tags["dagster/partition"] for r in runs} == set(days)
+        assert len({r.tags["dagster/backfill"] for r in runs}) == 1
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert instance.get_materialized_partitions(dg.AssetKey("daily_orders")) == set(days)
+    assert _stored(storage, "daily_orders") == days
