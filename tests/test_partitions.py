@@ -304,10 +304,10 @@ def test_example_template_instances_and_daily_partitions(
     assert am.where("quantity < 2").count() == 0  # the americas instance's own config
 
     days = ["2024-07-01", "2024-07-02"]
-    job = defs.resolve_job_def("daily_orders_assets")
+    daily_job = defs.resolve_job_def("daily_orders_assets")
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         for day in days:
-            assert job.execute_in_process(instance=instance, partition_key=day).success
+            assert daily_job.execute_in_process(instance=instance, partition_key=day).success
         assert instance.get_materialized_partitions(dg.AssetKey("daily_orders")) == set(days)
     assert _stored(storage, "daily_orders") == days
     # clean_orders is unpartitioned: one output, even when it ran in partitioned runs
