@@ -89,8 +89,8 @@ def static(keys: Iterable[str]) -> StaticPartitionsDefinition:
 def declared_partitions(factory_type: type) -> PartitionsDefinition | None:
     """The Factory's `partitions` class attribute, checked; None when it declares none."""
     declared = getattr(factory_type, PARTITIONS_ATTRIBUTE, None)
-    if declared is None:
-        return None
+    if declared is None or (isinstance(declared, int) and not isinstance(declared, bool)):
+        return None  # an int is a Spark partition count some Factories keep under this name
     if isinstance(declared, PartitionsDefinition):
         return declared
     if isinstance(declared, Sequence) and not isinstance(declared, str):

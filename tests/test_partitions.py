@@ -77,6 +77,12 @@ def test_bad_partitions_declaration_names_the_factory() -> None:
     with pytest.raises(PySetlDefinitionError, match=r"Factory Broken: `partitions = 'daily'`"):
         pysetl_pipeline([Broken()], name="broken")
 
+    class SparkCount(Events):
+        partitions = 8  # type: ignore[assignment]  # a Spark partition count, not a declaration
+
+    spec = pysetl_pipeline([SparkCount()], name="counted").translated.factory_specs
+    assert [s.partitions_def for s in spec.values()] == [None]
+
 
 def test_backfill_of_three_daily_partitions_writes_three_partitions(
     spark: SparkSession, resources: dict[str, Any], storage: Path, tmp_path: Path
