@@ -132,11 +132,14 @@ class PySetlPipelineDefinitions:
                 f"Pipeline {self.name!r} was built from a list of Factories: extend that list "
                 "and call pysetl_pipeline again."
             )
+        extended = extend_pipeline(source, add=add, replace=replace)
+        kept = {type(f) for stage in extended.stages for f in stage.factories}
+        config = {t: v for t, v in (self.factory_config or {}).items() if t in kept}
         return pysetl_pipeline(
-            extend_pipeline(source, add=add, replace=replace),
+            extended,
             name=name,
             translator=translator or self.translator,
-            factory_config=None if replace else self.factory_config,
+            factory_config=config or None,
         )
 
 

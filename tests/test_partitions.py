@@ -266,7 +266,7 @@ def test_extension_replaces_and_adds_factories_without_touching_the_original(
     spark: SparkSession, resources: dict[str, Any]
 ) -> None:
     original = build_numbers_pipeline()
-    base = pysetl_pipeline(original, name="base")
+    base = pysetl_pipeline(original, name="base", factory_config={Numbers: {"n": 4}})
     extended = base.extend("extended", add=[Audit], replace={Doubled: Tripled}, translator=None)
     assert [type(f) for s in original.stages for f in s.factories] == [Numbers, Doubled, Total]
     assert [n.name for n in extended.graph.nodes] == ["Numbers", "Tripled", "Total", "Audit"]
@@ -277,7 +277,8 @@ def test_extension_replaces_and_adds_factories_without_touching_the_original(
     )
     defs = build_definitions(extended, ext_prefixed, resources=resources)
     assert defs.resolve_job_def("extended_assets").execute_in_process().success
-    assert _read_current(resources, "total").first().total == 3 * (0 + 1 + 2)
+    # Tripled in Doubled's place, and base's Factory config (n=4) kept
+    assert _read_current(resources, "total").first().total == 3 * (0 + 1 + 2 + 3)
     assert defs.resolve_job_def("tripled_stages").execute_in_process().success
     assert _read_current(resources, "tripled/total").first().total == 3 * (0 + 1 + 2)
     with pytest.raises(PySetlDefinitionError, match=r"names \['Audit'\], which the pipeline"):
