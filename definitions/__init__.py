@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pysetl_dagster import build_definitions, load_profile, pysetl_pipeline
 
+from .regional import regional_pipelines
 from .retail.pipeline import build_pipeline
 from .returns import build_returns, watch_failures
 
@@ -28,4 +29,9 @@ retail.daily_schedule(cron="0 2 * * *")
 watch_failures(retail)
 returns = build_returns(retail)  # a second pipeline reading retail's enriched_orders
 
-defs = build_definitions(retail, returns, profile=profile)
+defs = build_definitions(
+    retail,
+    returns,
+    *regional_pipelines(os.environ.get("RETAIL_DATA_DIR")),
+    profile=profile,
+)

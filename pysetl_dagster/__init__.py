@@ -16,6 +16,7 @@ from .observability import (
     spark_tags,
 )
 from .ops import build_stage_job
+from .partitions import daily, latest_partition_schedule, static
 from .pipelines import (
     PySetlPipelineDefinitions,
     build_definitions,
@@ -27,6 +28,7 @@ from .resources import PySetlSparkError, PySparkSessionResource
 from .runner import FactoryRun, run_factory
 from .specs import TranslatedPipeline, translate
 from .step import factory_step
+from .templates import PySetlTemplate, extend_pipeline, pysetl_template
 from .translator import (
     PySetlExternalData,
     PySetlFactoryData,
@@ -56,6 +58,7 @@ __all__ = [
     "PySetlProfileError",
     "PySetlSparkError",
     "PySetlStorageError",
+    "PySetlTemplate",
     "PySetlTranslator",
     "PySparkSessionResource",
     "ResolvedInput",
@@ -69,17 +72,22 @@ __all__ = [
     "build_pysetl_assets",
     "build_stage_job",
     "cancel_run_jobs",
+    "daily",
     "default_storage_path",
+    "extend_pipeline",
     "factory_code_version",
     "factory_step",
+    "latest_partition_schedule",
     "load_profile",
     "no_leaked_spark_labels",
     "pandera_schema_from_typedspark",
     "pysetl_pipeline",
+    "pysetl_template",
     "run_factory",
     "spark_job_scope",
     "spark_jobs_submitted",
     "spark_metrics",
     "spark_tags",
+    "static",
     "translate",
 ]

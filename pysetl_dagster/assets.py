@@ -61,6 +61,7 @@ def _cache_key(
         tuple(dep.asset_key for dep in spec.deps),
         spec.description,
         repr(spec.automation_condition),
+        spec.partitions_def,
         io_manager_key,
         externals,
         repr({k: v for k, v in sorted(vars(node.factory).items()) if k != "uuid"}),
@@ -126,7 +127,7 @@ def _build_factory_asset(
 
         fn = compute
 
-    out_spec = spec.replace_attributes(deps=[])
+    out_spec = spec.replace_attributes(deps=[], partitions_def=None)
     plan = translated.check_plans.get(node)
     out_type: Any = plan.dagster_type() if plan is not None else None
     return multi_asset(
@@ -143,6 +144,7 @@ def _build_factory_asset(
         deps=other_deps,
         check_specs=translated.check_specs(node),
         can_subset=True,
+        partitions_def=spec.partitions_def,
         required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
         op_tags={
             "pysetl/factory": node.name,

@@ -476,6 +476,12 @@ class SparkParquetIOManager(ConfigurableIOManager):
         return metadata
 
     def load_input(self, context: InputContext) -> Any:
+        if (
+            context.has_asset_key
+            and context.has_asset_partitions
+            and len(context.asset_partition_keys) != 1
+        ):
+            return self._load_partitions(context)
         if context.has_asset_key:
             key: AssetKey | None = context.asset_key
             partition = context.asset_partition_key if context.has_asset_partitions else None
@@ -483,7 +489,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
         else:
             upstream = context.upstream_output
             assert upstream is not None, "an op input without an upstream output"
-            location, key = self._output_location(upstream)
+            location, key = self.location_for(upstream)
         name = key.to_user_string() if key else context.name
         path, manifest = self._current(location, f"Input {context.name!r} needs {name}, which")
         note_input(context.step_context.step.key, name, manifest["version"])
@@ -552,6 +558,37 @@ class SparkParquetIOManager(ConfigurableIOManager):
         manifest["cache_invalidated_at"] = time.time()
         self._switch_manifest(location, manifest)
         return True
+
+    def _load_partitions(self, context: InputContext) -> DataFrame:
+        """Every stored partition of a partitioned upstream (an unpartitioned consumer reads
+        them all): one lazy Parquet read over the partitions' current versions."""
+        key = context.asset_key
+        stored = set(self.partitions(key))
+        versions = [
+            (location / manifest["version"], manifest)
+            for location in (
+                self.asset_dir(key, k) for k in context.asset_partition_keys if k in stored
+            )
+            if (manifest := self._read_manifest(location)) is not None
+        ]
+        if not versions or any(m["format"] != "parquet" for _, m in versions):
+            raise PySetlStorageError(
+                f"Input {context.name!r} needs the partitions of {key.to_user_string()}, and "
+                f"none is stored as Parquet under {self.asset_dir(key)}. Materialize (backfill) "
+                "some of its partitions first."
+            )
+        name = key.to_user_string()
+        for path, manifest in versions:
+            step = context.step_context.step.key
+            note_input(step, f"{name}/{path.parent.name}", manifest["version"])
+        spark = active_session() or _spark()
+        reader = spark.read
+        schema = versions[-1][1].get("schema")
+        if schema:
+            reader = reader.schema(StructType.fromJson(json.loads(schema)))
+        run_id = context.step_context.run_id
+        with asset_scope(spark, run_id, _label_of_input(context), f"load {name}"):
+            return reader.parquet(*(str(path) for path, _ in versions))
 
     # -- storage helpers -------------------------------------------------------------------
 

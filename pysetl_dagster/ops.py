@@ -19,6 +19,7 @@ from dagster import (
     OpDefinition,
     OpExecutionContext,
     Out,
+    PartitionsDefinition,
     in_process_executor,
     op,
 )
@@ -107,6 +108,8 @@ def build_stage_job(
     io_manager_key: str = "io_manager",
     description: str | None = None,
     metadata: dict[str, Any] | None = None,
+    partitions_def: PartitionsDefinition | None = None,
+    config: dict[str, Any] | None = None,
 ) -> JobDefinition:
     """The job of the pipeline's Stages, run in one process (one SparkSession)."""
     graph = translated.graph
@@ -132,4 +135,6 @@ def build_stage_job(
     ).to_job(
         executor_def=in_process_executor,
         metadata=dict(metadata or {}),
+        partitions_def=partitions_def,
+        config=config,
     )

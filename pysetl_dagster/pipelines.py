@@ -27,6 +27,9 @@ from dagster import (
     define_asset_job,
     in_process_executor,
 )
+from dagster._core.definitions.partitions.partitioned_schedule import (
+    UnresolvedPartitionedAssetScheduleDefinition,
+)
 from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
@@ -40,6 +43,12 @@ from .io_managers import SparkParquetIOManager
 from .links import UpstreamAsset, missing_links
 from .naming import snake_case
 from .ops import build_stage_job
+from .partitions import (
+    latest_partition_schedule,
+    partition_groups,
+    partition_job_names,
+    stage_job_partitions,
+)
 from .profiles import Profile
 from .resources import PySparkSessionResource
 from .schedules import AutomationDeclaration, apply_automation, pipeline_schedule, profiled_schedule
@@ -51,7 +60,10 @@ from .sensors import (
     resolve_factories,
     upstream_sensor,
 )
+from .templates import extend_pipeline, factory_run_config
 from .translator import PySetlTranslator
+
+AnySchedule = ScheduleDefinition | UnresolvedPartitionedAssetScheduleDefinition
 
 
 @dataclass
@@ -64,8 +76,21 @@ class PySetlPipelineDefinitions:
     asset_job: UnresolvedAssetJobDefinition
     stage_job: JobDefinition | None
     diagram: str
-    schedules: list[ScheduleDefinition] = field(default_factory=list)
+    schedules: list[AnySchedule] = field(default_factory=list)
     sensors: list[SensorDefinition] = field(default_factory=list)
+    partition_jobs: list[UnresolvedAssetJobDefinition] = field(default_factory=list)
+    """Extra asset jobs, one per further partitions definition (Dagster wants one per job)."""
+    translator: PySetlTranslator | None = None
+    latest_partition_args: dict[str, tuple[UnresolvedAssetJobDefinition, dict[str, Any]]] = field(
+        default_factory=dict
+    )
+    factory_config: Mapping[type[Factory[Any]], Mapping[str, Any]] | None = None
+
+    @property
+    def jobs(self) -> list[JobDefinition | UnresolvedAssetJobDefinition]:
+        """Every job of the pipeline: the asset job, partition jobs, the Stage job."""
+        stage = [self.stage_job] if self.stage_job is not None else []
+        return [self.asset_job, *self.partition_jobs, *stage]
 
     @property
     def graph(self) -> PipelineGraph:
@@ -137,6 +162,48 @@ class PySetlPipelineDefinitions:
         deliverable_type: Any = Deliverable[node.payload_type]  # type: ignore[name-defined]
         return deliverable_type(link, delivery_id=node.delivery_id)  # type: ignore[no-any-return]
 
+    def latest_partition_schedule(
+        self, *, hour_of_day: int = 0, minute_of_hour: int = 0, **kwargs: Any
+    ) -> AnySchedule:
+        """A schedule running the pipeline's time-partitioned job on its latest partition
+        (for `daily(...)`: every day, yesterday's partition), named `<name>_latest_partition`."""
+        job = next(
+            (j for j in (self.asset_job, *self.partition_jobs) if j.partitions_def is not None),
+            self.asset_job,
+        )
+        args = {"hour_of_day": hour_of_day, "minute_of_hour": minute_of_hour, **kwargs}
+        name = f"{snake_case(self.name)}_latest_partition"
+        schedule = latest_partition_schedule(job, name=name, **args)
+        self.latest_partition_args[name] = (job, args)
+        self.schedules.append(schedule)
+        return schedule
+
+    def extend(
+        self,
+        name: str,
+        *,
+        add: Iterable[type[Factory[Any]] | Factory[Any]] = (),
+        replace: Mapping[type[Factory[Any]], type[Factory[Any]] | Factory[Any]] | None = None,
+        translator: PySetlTranslator | None = None,
+    ) -> PySetlPipelineDefinitions:
+        """This pipeline with Factories added (a last Stage) or replaced, as pipeline `name`
+        (see `templates.extend_pipeline`); the translator and Factory config are kept."""
+        source = self.graph.pipeline
+        if source is None:
+            raise PySetlDefinitionError(
+                f"Pipeline {self.name!r} was built from a list of Factories: extend that list "
+                "and call pysetl_pipeline again."
+            )
+        extended = extend_pipeline(source, add=add, replace=replace)
+        kept = {type(f) for stage in extended.stages for f in stage.factories}
+        config = {t: v for t, v in (self.factory_config or {}).items() if t in kept}
+        return pysetl_pipeline(
+            extended,
+            name=name,
+            translator=translator or self.translator,
+            factory_config=config or None,
+        )
+
 
 def pysetl_pipeline(
     pipeline: Pipeline | Iterable[Factory[Any]],
@@ -146,6 +213,8 @@ def pysetl_pipeline(
     externals: Sequence[Deliverable[Any]] = (),
     io_manager_key: str = "io_manager",
     automation_condition: AutomationDeclaration = None,
+    factory_config: Mapping[type[Factory[Any]], Mapping[str, Any]] | None = None,
+    stage_job: bool | None = None,
 ) -> PySetlPipelineDefinitions:
     """Translate a PySetl Pipeline (or a plain list of Factories) into Dagster definitions.
 
@@ -157,6 +226,10 @@ def pysetl_pipeline(
         externals: external inputs, when `pipeline` is a list of Factories.
         automation_condition: an `AutomationCondition` for every Factory, or Factory ->
             condition (Dagster's declarative automation instead of sensors).
+        factory_config: Factory class -> values of its nested `Config`, the default run config
+            of the pipeline's jobs (e.g. one per template instance).
+        stage_job: build the Stage job (default: when the pipeline has Stages and its
+            Factories are all unpartitioned or all share one partitions definition).
     """
     if not name or snake_case(name) != name:
         raise PySetlDefinitionError(
@@ -169,34 +242,59 @@ def pysetl_pipeline(
         graph = PipelineGraph.from_factories(pipeline, name, externals)
     translated = translate(graph, translator or PySetlTranslator())
     apply_automation(translated, automation_condition)
+    translator = translator or PySetlTranslator()
+    translated = translate(graph, translator)
     assets = build_pysetl_assets(translated, io_manager_key=io_manager_key)
     diagram = mermaid_diagram(translated)
     description = f"PySetl pipeline `{name}`\n\n```mermaid\n{diagram}\n```"
     metadata = {"pysetl/diagram": MetadataValue.md(f"```mermaid\n{diagram}\n```")}
-    asset_job = define_asset_job(
-        name=f"{name}_assets",
-        selection=AssetSelection.assets(*(s.key for s in translated.factory_specs.values())),
-        executor_def=in_process_executor,
-        description=description,
-        metadata=metadata,
-    )
-    stage_job = None
-    if graph.stage_indexes():
-        stage_job = build_stage_job(
+    asset_config, stage_config = factory_run_config(name, translated, factory_config or {})
+    groups = partition_groups(translated)
+    job_names = partition_job_names(name, groups)
+    asset_jobs = [
+        define_asset_job(
+            name=job_name,
+            selection=AssetSelection.assets(*keys),
+            executor_def=in_process_executor,
+            description=description,
+            metadata=metadata,
+            partitions_def=partitions_def,
+            config=_config_for(asset_config, translated, keys) if factory_config else None,
+        )
+        for job_name, (partitions_def, keys) in zip(job_names, groups, strict=True)
+    ]
+    stage_partitions = stage_job_partitions(name, translated, groups, wanted=stage_job)
+    built_stage_job = None
+    if graph.stage_indexes() and stage_job is not False and stage_partitions is not False:
+        assert not isinstance(stage_partitions, bool)
+        built_stage_job = build_stage_job(
             translated,
             name=f"{name}_stages",
             io_manager_key=io_manager_key,
             description=description,
             metadata=metadata,
+            partitions_def=stage_partitions or None,
+            config=stage_config if factory_config else None,
         )
     return PySetlPipelineDefinitions(
         name=name,
         translated=translated,
         assets=assets,
-        asset_job=asset_job,
-        stage_job=stage_job,
+        asset_job=asset_jobs[0],
+        stage_job=built_stage_job,
         diagram=diagram,
+        partition_jobs=asset_jobs[1:],
+        translator=translator,
+        factory_config=factory_config,
     )
+
+
+def _config_for(
+    asset_config: dict[str, Any], translated: TranslatedPipeline, keys: Sequence[AssetKey]
+) -> dict[str, Any]:
+    """The asset run config restricted to the ops of one job's assets."""
+    ops = {k.to_python_identifier() for k in keys}
+    return {"ops": {op: c for op, c in asset_config["ops"].items() if op in ops}}
 
 
 def default_storage_path() -> str:
@@ -288,9 +386,7 @@ def build_definitions(
     all_resources.update(resources or {})
     all_jobs: list[JobDefinition | UnresolvedAssetJobDefinition] = []
     for p in pipelines:
-        all_jobs.append(p.asset_job)
-        if p.stage_job is not None:
-            all_jobs.append(p.stage_job)
+        all_jobs.extend(p.jobs)
     return Definitions(
         assets=[*unique, *assets],
         jobs=[*all_jobs, *jobs],
@@ -307,8 +403,21 @@ def build_definitions(
 
 def _pipeline_schedules(
     pipelines: Sequence[PySetlPipelineDefinitions], profile: Profile | None
-) -> list[ScheduleDefinition]:
+) -> list[AnySchedule]:
     """The pipelines' schedules; a profile decides whether they run and may set their cron."""
     if profile is None:
         return [s for p in pipelines for s in p.schedules]
-    return [profiled_schedule(s, p, profile) for p in pipelines for s in p.schedules]
+    result: list[AnySchedule] = []
+    for p in pipelines:
+        for s in p.schedules:
+            if s.name in p.latest_partition_args:  # its cron follows the partitions
+                job, args = p.latest_partition_args[s.name]
+                result.append(
+                    latest_partition_schedule(
+                        job, name=s.name, default_status=profile.schedule_status, **args
+                    )
+                )
+                continue
+            assert isinstance(s, ScheduleDefinition)
+            result.append(profiled_schedule(s, p, profile))
+    return result

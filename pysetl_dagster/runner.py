@@ -121,6 +121,7 @@ def run_factory(
     config: Any = None,
     write: bool = True,
     own_sink: OwnSink = "inline",
+    partition_key: str | None = None,
 ) -> FactoryRun:
     """Run `read -> process -> write` on a private copy of the Factory and return `get()`.
 
@@ -136,6 +137,8 @@ def run_factory(
             caller stores the output, then calls `write_own_sink` with the stored version;
             "persist" persists the output across `write()` here and the caller's write (also
             what "deferred" falls back to when no attribute of the Factory holds its output).
+        partition_key: the run's partition of a partitioned Factory, set as
+            `factory.partition_key` (see `pysetl_dagster.partitions`).
     """
     factory = _private_copy(node.factory)
     for attribute, template in node.deliveries:
@@ -143,6 +146,8 @@ def run_factory(
         setattr(factory, attribute, _fresh_delivery(template, value))
     if config is not None:
         factory.config = config  # type: ignore[attr-defined]
+    if partition_key is not None:
+        factory.partition_key = partition_key  # type: ignore[attr-defined]
 
     timings: dict[str, float] = {}
     persisted: Any = None

@@ -90,7 +90,9 @@ def factory_step(
     key = translated.key_of(node)
     storage = getattr(context.resources, io_manager_key, None)
     plan = _effective_plan(translated.check_plans.get(node), storage, check_keys)
-    partition = context.partition_key if context.has_partition_key else None
+    # An unpartitioned Factory in a partitioned run (one job holds both) keeps one output.
+    partitioned = translated.factory_specs[node].partitions_def is not None
+    partition = context.partition_key if partitioned and context.has_partition_key else None
 
     if not materialize:
         if plan is not None and plan.checks:
@@ -129,6 +131,7 @@ def factory_step(
         asset=asset,
         config=config,
         own_sink=own_sink,
+        partition_key=partition,
     )
     metadata = run.metadata()
     if getattr(storage, "debug_plans", False):  # debug mode: where this Factory sits

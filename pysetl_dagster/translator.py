@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import AssetKey, AssetSpec, MetadataValue, TableColumn, TableSchema
+from dagster import (
+    AssetKey,
+    AssetSpec,
+    MetadataValue,
+    PartitionsDefinition,
+    TableColumn,
+    TableSchema,
+)
 from pysetl.workflow import Factory
 from typedspark import DataSet
 
@@ -20,6 +27,7 @@ from .checks import Validation, as_validation
 from .fingerprints import code_fingerprint
 from .graph import ExternalInput, FactoryNode, ResolvedInput, _type_name
 from .naming import snake_case
+from .partitions import declared_partitions
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,12 @@ class PySetlTranslator:
             return Validation(schema)
         return None
 
+    def get_partitions_def(self, data: PySetlFactoryData) -> PartitionsDefinition | None:
+        """The Factory's partitions: by default its `partitions` class attribute
+        (`daily(...)`, `static([...])` or a Dagster `PartitionsDefinition`), else none.
+        Override to partition Factories you cannot edit."""
+        return declared_partitions(data.factory_type)
+
     # -- defaults --------------------------------------------------------------------------
 
     def _factory_spec(self, data: PySetlFactoryData) -> AssetSpec:
@@ -116,6 +130,7 @@ class PySetlTranslator:
             kinds={"pyspark", "pysetl"},
             code_version=factory_code_version(node.factory_type),
             metadata=metadata,
+            partitions_def=self.get_partitions_def(data),
         )
 
     def _external_spec(self, data: PySetlExternalData) -> AssetSpec:
