@@ -3,6 +3,7 @@
 from .assets import build_factory_asset, build_pysetl_assets
 from .caching import CACHE_TAG, FORCE_TAG, CacheDecision, CacheKey
 from .checks import CheckPlan, Validation, ValidationDepth, pandera_schema_from_typedspark
+from .conditions import SKIPPED, Condition, when_config, when_data
 from .errors import PySetlDefinitionError, PySetlFactoryError
 from .graph import ExternalInput, FactoryNode, PipelineGraph, ResolvedInput
 from .io_managers import PySetlStorageError, SparkParquetIOManager
@@ -39,9 +40,11 @@ __version__ = "0.1.0"
 __all__ = [
     "CACHE_TAG",
     "FORCE_TAG",
+    "SKIPPED",
     "CacheDecision",
     "CacheKey",
     "CheckPlan",
+    "Condition",
     "Credentials",
     "ExternalInput",
     "FactoryNode",
@@ -82,4 +85,6 @@ __all__ = [
     "spark_metrics",
     "spark_tags",
     "translate",
+    "when_config",
+    "when_data",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 from dagster import AssetCheckSpec, AssetKey, AssetSpec, Config
 
 from .checks import CheckPlan, build_check_plan
+from .conditions import ResolvedCondition, resolve_condition
 from .errors import PySetlDefinitionError
 from .graph import ExternalInput, FactoryNode, PipelineGraph
 from .links import link_spec
@@ -34,6 +35,7 @@ class TranslatedPipeline:
     factory_specs: dict[FactoryNode, AssetSpec]
     external_specs: dict[ExternalInput, AssetSpec]
     check_plans: dict[FactoryNode, CheckPlan] = field(default_factory=dict)
+    conditions: dict[FactoryNode, ResolvedCondition] = field(default_factory=dict)
 
     def check_specs(self, node: FactoryNode) -> list[AssetCheckSpec]:
         plan = self.check_plans.get(node)
@@ -65,6 +67,7 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
     }
     factory_specs: dict[FactoryNode, AssetSpec] = {}
     check_plans: dict[FactoryNode, CheckPlan] = {}
+    conditions: dict[FactoryNode, ResolvedCondition] = {}
     for node in graph.nodes:
         inputs = graph.inputs[node]
         upstream: list[AssetKey] = []
@@ -79,6 +82,19 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
                 upstream.append(key)
         data = PySetlFactoryData(node, graph.name, inputs, tuple(upstream))
         factory_specs[node] = translator.get_asset_spec(data)
+        condition = translator.get_condition(data)
+        if condition is not None:
+            conditions[node] = resolve_condition(
+                condition,
+                node.name,
+                graph.name,
+                [n.factory_type for n in graph.nodes],
+                {
+                    r.source.factory_type: r.attribute
+                    for r in inputs
+                    if isinstance(r.source, FactoryNode)
+                },
+            )
         validation = translator.get_validation(data)
         if validation is not None:
             try:
@@ -111,4 +127,4 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
                 "Factory twice."
             )
         owners[spec.key] = owner
-    return TranslatedPipeline(graph, factory_specs, external_specs, check_plans)
+    return TranslatedPipeline(graph, factory_specs, external_specs, check_plans, conditions)

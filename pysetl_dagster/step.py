@@ -22,6 +22,7 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     BetaWarning,
     DataVersion,
     Failure,
@@ -51,6 +52,7 @@ from .checks import (
     observed_exprs,
     summary_table,
 )
+from .conditions import SKIPPED, evaluate_condition, skipped_upstream
 from .diagram import mermaid_diagram
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
@@ -105,6 +107,10 @@ def factory_step(
     asset = key.to_user_string()
     run_id = context.run.run_id
     output_name = key.to_python_identifier()
+    skip = _skip_reason(context, translated, node, values, config, spark, asset)
+    if skip is not None:  # the condition is false: no output, shown as skipped, not failed
+        yield from _skip(context, key, partition, node, skip, output_name, checks_as_events)
+        return
     cache = _cache_decision(context, translated, node, storage, partition, loaded, config, plan)
     if cache is not None and cache.reuse is not None:
         reused = _stored_outcomes(plan, cache.reuse)
@@ -169,6 +175,56 @@ def factory_step(
     yield _output(value, output_name, metadata, data_version, op_surface=checks_as_events)
     if plan is not None:
         yield from _emit(context, plan, outcomes, checks_as_events)
+
+
+def _skip_reason(
+    context: StepContext,
+    translated: TranslatedPipeline,
+    node: FactoryNode,
+    values: Mapping[str, Any],
+    config: Any,
+    spark: Any,
+    asset: str,
+) -> str | None:
+    """Why the Factory does not run (None: it runs): an input from a skipped Factory (Stage
+    job), or its condition is false (a data condition is one Spark aggregate, labelled)."""
+    skipped = skipped_upstream(values)
+    if skipped:
+        return f"its input(s) {', '.join(skipped)} come from skipped Factories"
+    resolved = translated.conditions.get(node)
+    if resolved is None:
+        return None
+    with asset_scope(spark, context.run.run_id, asset, f"{node.name} condition"):
+        verdict = evaluate_condition(resolved, tags=context.run.tags, config=config, values=values)
+    if verdict.holds:
+        context.log.info(f"Factory {node.name} (asset {asset}) runs: {verdict.reason}.")
+        return None
+    return f"condition false: {verdict.reason}"
+
+
+def _skip(
+    context: StepContext,
+    key: AssetKey,
+    partition: str | None,
+    node: FactoryNode,
+    reason: str,
+    output_name: str,
+    op_surface: bool,
+) -> Iterator[Output[Any]]:
+    """Log and record the skip; an asset yields nothing (Dagster skips its dependents), a
+    Stage op yields the SKIPPED marker (its consumers skip themselves; see conditions.py)."""
+    message = f"Factory {node.name} (asset {key.to_user_string()}) skipped: {reason}."
+    context.log.info(message)
+    context.log_event(
+        AssetObservation(
+            asset_key=key,
+            partition=partition,
+            description=message,
+            metadata={"pysetl/skipped": MetadataValue.text(reason)},
+        )
+    )
+    if op_surface:
+        yield Output(SKIPPED, output_name=output_name, metadata={"pysetl/skipped": reason})
 
 
 def _output(

@@ -17,6 +17,7 @@ from pysetl.workflow import Factory
 from typedspark import DataSet
 
 from .checks import Validation, as_validation
+from .conditions import Condition
 from .fingerprints import code_fingerprint
 from .graph import ExternalInput, FactoryNode, ResolvedInput, _type_name
 from .naming import snake_case
@@ -89,6 +90,13 @@ class PySetlTranslator:
         if isinstance(payload, type) and issubclass(payload, DataSet) and schema is not None:
             return Validation(schema)
         return None
+
+    def get_condition(self, data: PySetlFactoryData) -> Condition | None:
+        """When the Factory runs (None: always). Default: its `condition` attribute
+        (`when_config(...)`, `when_data(...)`). Override to add conditions without touching
+        the Factories."""
+        condition = getattr(data.factory, "condition", None)
+        return condition if condition is not None else None
 
     # -- defaults --------------------------------------------------------------------------
 
