@@ -3,7 +3,7 @@
 from .assets import build_factory_asset, build_pysetl_assets
 from .caching import CACHE_TAG, FORCE_TAG, CacheDecision, CacheKey
 from .checks import CheckPlan, Validation, ValidationDepth, pandera_schema_from_typedspark
-from .conditions import SKIPPED, Condition, when_config, when_data
+from .conditions import SKIPPED, Condition, branch, variants, when_config, when_data
 from .errors import PySetlDefinitionError, PySetlFactoryError
 from .graph import ExternalInput, FactoryNode, PipelineGraph, ResolvedInput
 from .io_managers import PySetlStorageError, SparkParquetIOManager
@@ -67,6 +67,7 @@ __all__ = [
     "Validation",
     "ValidationDepth",
     "asset_scope",
+    "branch",
     "build_definitions",
     "build_factory_asset",
     "build_pysetl_assets",
@@ -85,6 +86,7 @@ __all__ = [
     "spark_metrics",
     "spark_tags",
     "translate",
+    "variants",
     "when_config",
     "when_data",
 ]

@@ -27,11 +27,15 @@ Branches (`branch`) and A/B variants (`variants`) are built on the same mechanis
 
 from __future__ import annotations
 
+import inspect
 import threading
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pysetl.workflow import Delivery, Factory
+from pysetl.workflow.delivery_type import DeliveryType
 from pyspark.sql import Column, DataFrame
 
 from .errors import PySetlDefinitionError
@@ -326,3 +330,135 @@ def evaluate_condition(
 def skipped_upstream(values: Mapping[str, Any]) -> list[str]:
     """Delivery attributes whose value is the SKIPPED marker (a Stage job's skipped Factory)."""
     return [attr for attr, value in values.items() if is_skipped(value)]
+
+
+# -- branches ---------------------------------------------------------------------------------
+
+
+class BranchFactory:
+    """Marker base of the Factory `branch(...)` builds: one asset, whose step runs `then` or
+    `otherwise` as `choose` says. Never run directly (the step runs the chosen alternative)."""
+
+    branch_choose: Condition
+    branch_then: Factory[Any]
+    branch_otherwise: Factory[Any]
+
+    def read(self) -> Any:
+        raise PySetlDefinitionError(
+            f"{type(self).__name__} is a branch: run it through pysetl-dagster, which runs the "
+            "chosen alternative."
+        )
+
+    process = write = read
+
+    def get(self) -> Any:
+        return self.read()
+
+
+def branch(
+    *,
+    choose: Condition,
+    then: Factory[Any],
+    otherwise: Factory[Any],
+    name: str | None = None,
+) -> Factory[Any]:
+    """One Factory (one asset) that runs `then` when `choose` holds, else `otherwise`.
+
+    Both alternatives must produce the same output type; the branch consumes every Delivery
+    either one declares, so its consumers read one asset whichever branch ran (a Dagster skip
+    of the other branch never reaches them). The run's materialization says which branch ran
+    (`pysetl/branch_taken`); the asset's metadata lists both (`pysetl/branch`).
+    """
+    then_type, other_type = type(then), type(otherwise)
+    label = name or f"{then_type.__name__}Or{other_type.__name__}"
+    try:
+        then_out, other_out = then_type.delivery_type(), other_type.delivery_type()
+    except Exception as exc:
+        raise PySetlDefinitionError(
+            f"Branch {label}: both alternatives must declare their output type "
+            f"(Factory[...]): {exc}"
+        ) from exc
+    if then_out != other_out:
+        raise PySetlDefinitionError(
+            f"Branch {label}: {then_type.__name__} produces {then_out.tp!r} but "
+            f"{other_type.__name__} produces {other_out.tp!r}. Both alternatives must produce "
+            "the same type, so consumers read one asset whichever ran."
+        )
+    deliveries: dict[str, Delivery[Any]] = {}
+    for alternative in (then_type, other_type):
+        for attr, delivery in inspect.getmembers(alternative, lambda v: isinstance(v, Delivery)):
+            seen = deliveries.get(attr)
+            if seen is not None and (
+                DeliveryType(seen.payload_type) != DeliveryType(delivery.payload_type)
+                or seen.delivery_id != delivery.delivery_id
+            ):
+                raise PySetlDefinitionError(
+                    f"Branch {label}: {then_type.__name__}.{attr} and {other_type.__name__}."
+                    f"{attr} are different Deliveries under one name. Rename one of them."
+                )
+            deliveries[attr] = delivery
+    doc = f"Branch: {then_type.__name__} when {choose.describe()}, else {other_type.__name__}."
+
+    def body(ns: dict[str, Any]) -> None:
+        ns.update(deliveries)
+        ns.update(
+            __doc__=doc,
+            __module__=then_type.__module__,
+            branch_choose=choose,
+            branch_then=then,
+            branch_otherwise=otherwise,
+        )
+
+    base: Any = Factory[then_out.tp]  # type: ignore[name-defined]
+    cls = types.new_class(label, (BranchFactory, base), {}, body)
+    return cls()  # type: ignore[no-any-return]
+
+
+def is_branch(factory: Any) -> bool:
+    return isinstance(factory, BranchFactory)
+
+
+def choose_branch(
+    factory: Any,
+    resolved: ResolvedCondition,
+    *,
+    tags: Mapping[str, str],
+    config: Any,
+    values: Mapping[str, Any],
+) -> tuple[Factory[Any], Verdict]:
+    """The alternative a branch runs this time, and why."""
+    verdict = evaluate_condition(resolved, tags=tags, config=config, values=values)
+    return (factory.branch_then if verdict.holds else factory.branch_otherwise), verdict
+
+
+# -- A/B variants ----------------------------------------------------------------------------
+
+VARIANT_TAG = "pysetl/variant"
+BOTH = "both"
+
+
+def variants(
+    flag: str, choices: Mapping[str, Factory[Any]], *, default: str = BOTH
+) -> list[Factory[Any]]:
+    """A/B paths: variants of a Factory on the same input, each its own asset (distinct keys;
+    the same metadata keys, so their metrics compare side by side) tagged `pysetl/variant`.
+
+    The flag `flag` (run tag `pysetl/<flag>` or a Config field) picks one variant by its label,
+    or `both` (the default) runs them side by side. Each variant's output gets its label as
+    `delivery_id`, so ordinary consumers never read a variant by accident.
+    """
+    if len(choices) < 2:
+        raise PySetlDefinitionError(f"variants({flag!r}, ...) needs at least two variants.")
+    factories = []
+    for label, factory in choices.items():
+        if label == BOTH:
+            raise PySetlDefinitionError(f"variants({flag!r}, ...): {BOTH!r} is reserved.")
+        chosen: Condition = when_config(flag, equals=label, default=default) | when_config(
+            flag, equals=BOTH, default=default
+        )
+        existing = getattr(factory, "condition", None)
+        factory.condition = chosen if existing is None else existing & chosen  # type: ignore[attr-defined]
+        factory.variant = label  # type: ignore[attr-defined]
+        factory.delivery_id = label
+        factories.append(factory)
+    return factories

@@ -52,7 +52,7 @@ from .checks import (
     observed_exprs,
     summary_table,
 )
-from .conditions import SKIPPED, evaluate_condition, skipped_upstream
+from .conditions import SKIPPED, choose_branch, evaluate_condition, skipped_upstream
 from .diagram import mermaid_diagram
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
@@ -111,7 +111,10 @@ def factory_step(
     if skip is not None:  # the condition is false: no output, shown as skipped, not failed
         yield from _skip(context, key, partition, node, skip, output_name, checks_as_events)
         return
-    cache = _cache_decision(context, translated, node, storage, partition, loaded, config, plan)
+    run_node, taken = _chosen_branch(context, translated, node, values, config, spark, asset)
+    cache = _cache_decision(
+        context, translated, node, storage, partition, loaded, config, plan, run_node
+    )
     if cache is not None and cache.reuse is not None:
         reused = _stored_outcomes(plan, cache.reuse)
         if reused is not None and isinstance(storage, SparkParquetIOManager):
@@ -121,8 +124,10 @@ def factory_step(
         cache.reuse = None
         cache.reason = "recomputed: a selected check has no stored result for the stored version"
     values = resolve_links(values, storage, spark, run_id=run_id, label=asset)
-    run = run_factory(node, values, spark=spark, run_id=run_id, asset=asset, config=config)
+    run = run_factory(run_node, values, spark=spark, run_id=run_id, asset=asset, config=config)
     metadata = run.metadata()
+    if taken is not None:
+        metadata["pysetl/branch_taken"] = MetadataValue.text(taken)
     if getattr(storage, "debug_plans", False):  # debug mode: where this Factory sits
         diagram = mermaid_diagram(translated, highlight=node)
         metadata["pysetl/diagram"] = MetadataValue.md(f"```mermaid\n{diagram}\n```")
@@ -202,6 +207,28 @@ def _skip_reason(
     return f"condition false: {verdict.reason}"
 
 
+def _chosen_branch(
+    context: StepContext,
+    translated: TranslatedPipeline,
+    node: FactoryNode,
+    values: Mapping[str, Any],
+    config: Any,
+    spark: Any,
+    asset: str,
+) -> tuple[FactoryNode, str | None]:
+    """What runs: the Factory itself, or the alternative its branch condition picks."""
+    resolved = translated.branches.get(node)
+    if resolved is None:
+        return node, None
+    with asset_scope(spark, context.run.run_id, asset, f"{node.name} branch condition"):
+        chosen, verdict = choose_branch(
+            node.factory, resolved, tags=context.run.tags, config=config, values=values
+        )
+    taken = f"{type(chosen).__name__} ({verdict.reason})"
+    context.log.info(f"Branch {node.name} (asset {asset}) runs {taken}.")
+    return FactoryNode(chosen, node.stage_index), taken
+
+
 def _skip(
     context: StepContext,
     key: AssetKey,
@@ -258,8 +285,11 @@ def _cache_decision(
     loaded: Mapping[str, Any],
     config: Any,
     plan: CheckPlan | None,
+    run_node: FactoryNode | None = None,
 ) -> CacheDecision | None:
-    """Whether this Factory's output can be reused (None: its storage does not cache)."""
+    """Whether this Factory's output can be reused (None: its storage does not cache).
+    `run_node`: what actually runs (a branch's chosen alternative), whose code is keyed."""
+    run_node = run_node or node
     if not isinstance(storage, SparkParquetIOManager) or not storage.cache:
         return None
     key = translated.key_of(node)
@@ -271,9 +301,9 @@ def _cache_decision(
     externals = translated.external_values(node)
     upstream.update(linked_manifests(externals, storage))  # another pipeline's outputs
     cache_key = compute_key(
-        node.factory_type,
+        run_node.factory_type,
         config=config,
-        instance_state=factory_state(node.factory),
+        instance_state=factory_state(run_node.factory),
         upstream=upstream,
         externals=without_links(externals),
         partition=partition,

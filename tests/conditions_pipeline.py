@@ -14,9 +14,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType
 from typedspark import Column, DataSet, Schema
 
-from pysetl_dagster import when_config, when_data
+from pysetl_dagster import branch, variants, when_config, when_data
 
-from .numbers_pipeline import Doubled, NumberRow, Numbers, Total
+from .numbers_pipeline import Doubled, DoubledRow, NumberRow, Numbers, Total
 
 
 class SquareRow(Schema):
@@ -80,3 +80,58 @@ def build_conditions_pipeline() -> Pipeline:
         .add_stage(Stage().add_factory(GatedDoubled()).add_factory(Squares()))
         .add_stage(Stage().add_factory(Total()).add_factory(SquaresReport()))
     )
+
+
+class FullDoubled(Doubled):
+    """Every number doubled (the full recompute)."""
+
+
+class IncrementalDoubled(Doubled):
+    """Only the numbers above 1 (the incremental path): a different total, so a test can tell
+    which branch ran."""
+
+    def process(self) -> Self:
+        super().process()
+        self.out = DataSet[DoubledRow](self.out.filter(F.col("value") > 1))
+        return self
+
+
+def build_branch_pipeline() -> Pipeline:
+    """Numbers -> DoubledBranch (IncrementalDoubled when the flag `incremental`, else
+    FullDoubled) -> Total."""
+    return (
+        Pipeline()
+        .add_stage(Stage().add_factory(Numbers()))
+        .add_stage(
+            Stage().add_factory(
+                branch(
+                    choose=when_config("incremental"),
+                    then=IncrementalDoubled(),
+                    otherwise=FullDoubled(),
+                    name="DoubledBranch",
+                )
+            )
+        )
+        .add_stage(Stage().add_factory(Total()))
+    )
+
+
+class PricingA(Squares):
+    """Variant a: squares."""
+
+
+class PricingB(Squares):
+    """Variant b: squares of the numbers above 0."""
+
+    def process(self) -> Self:
+        super().process()
+        self.out = DataSet[SquareRow](self.out.filter(F.col("value") > 0))
+        return self
+
+
+def build_ab_pipeline() -> Pipeline:
+    """Numbers -> PricingA and PricingB side by side (flag `pricing`: a, b or both)."""
+    stage = Stage()
+    for factory in variants("pricing", {"a": PricingA(), "b": PricingB()}):
+        stage.add_factory(factory)
+    return Pipeline().add_stage(Stage().add_factory(Numbers())).add_stage(stage)
