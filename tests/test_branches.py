@@ -89,3 +89,38 @@ def test_ab_variants_side_by_side_or_one_by_flag(resources: dict[str, Any], tmp_
         assert only_b.success
         assert _materialized(instance, only_b.run_id) == {"numbers", "pricing_b"}
         assert set(_skip_observations(instance, only_b.run_id)) == {"pricing_a"}
+
+
+def test_example_review_pipeline_condition_and_branch(
+    resources: dict[str, Any], tmp_path: Path
+) -> None:
+    """The example's `review` pipeline: no large orders skips the alerts; the run tag picks
+    the branch; its consumer runs either way."""
+    import definitions
+
+    assets = [*definitions.retail.assets, *definitions.review.assets]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        first = dg.materialize(
+            assets,
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"large_orders": {"config": {"min_amount": 1e12}}}},
+            tags={"pysetl/incremental": "true"},
+        )
+        assert first.success
+        events = _materializations(instance, first.run_id)
+        assert {"large_orders", "category_revenue", "top_category"} <= set(events)
+        assert "large_order_alerts" not in events
+        assert set(_skip_observations(instance, first.run_id)) == {"large_order_alerts"}
+        assert events["category_revenue"]["pysetl/branch_taken"].startswith("RecentCategoryRevenue")
+        recent = _current(resources, dg.AssetKey("category_revenue")).count()
+
+        second = dg.materialize(
+            assets, resources=resources, instance=instance, selection="group:review"
+        )
+        assert second.success
+        events = _materializations(instance, second.run_id)
+        assert set(events) == {"large_orders", "large_order_alerts", "category_revenue",
+                               "top_category"}  # fmt: skip
+        assert events["category_revenue"]["pysetl/branch_taken"].startswith("AllCategoryRevenue")
+        assert _current(resources, dg.AssetKey("category_revenue")).count() >= recent
