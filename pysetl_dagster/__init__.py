@@ -3,7 +3,15 @@
 from .assets import build_factory_asset, build_pysetl_assets
 from .caching import CACHE_TAG, FORCE_TAG, CacheDecision, CacheKey
 from .checks import CheckPlan, Validation, ValidationDepth, pandera_schema_from_typedspark
-from .conditions import SKIPPED, Condition, branch, variants, when_config, when_data
+from .conditions import (
+    SKIPPED,
+    Condition,
+    branch,
+    stage_condition,
+    variants,
+    when_config,
+    when_data,
+)
 from .errors import PySetlDefinitionError, PySetlFactoryError
 from .graph import ExternalInput, FactoryNode, PipelineGraph, ResolvedInput
 from .io_managers import PySetlStorageError, SparkParquetIOManager
@@ -85,6 +93,7 @@ __all__ = [
     "spark_jobs_submitted",
     "spark_metrics",
     "spark_tags",
+    "stage_condition",
     "translate",
     "variants",
     "when_config",

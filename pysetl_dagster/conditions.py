@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pysetl.workflow import Delivery, Factory
+from pysetl.workflow import Delivery, Factory, Stage
 from pysetl.workflow.delivery_type import DeliveryType
 from pyspark.sql import Column, DataFrame
 
@@ -264,6 +264,15 @@ def when_data(
     """Holds when `predicate(df)` (a Spark Column aggregate, e.g. `F.count(F.lit(1)) > 0`) is
     true over the output of the upstream Factory `factory`, which this Factory must consume."""
     return DataCondition(factory, predicate, label)
+
+
+def stage_condition(stage: Stage, condition: Condition) -> Stage:
+    """A condition on a whole Stage: every Factory of it carries it (and-ed with its own).
+    A data condition must then name a Factory each of them consumes (checked at load time)."""
+    for factory in stage.factories:
+        existing = getattr(factory, "condition", None)
+        factory.condition = condition if existing is None else existing & condition  # type: ignore[attr-defined]
+    return stage
 
 
 # -- resolution at load time ------------------------------------------------------------------

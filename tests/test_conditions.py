@@ -15,6 +15,8 @@ from pysetl_dagster import (
     PySetlDefinitionError,
     PySetlPipelineDefinitions,
     pysetl_pipeline,
+    stage_condition,
+    when_config,
     when_data,
 )
 
@@ -173,3 +175,27 @@ def test_condition_on_a_factory_not_consumed_is_a_load_time_error() -> None:
     )
     with pytest.raises(PySetlDefinitionError, match=r"GatedOnSquares.*Squares.*does not consume"):
         pysetl_pipeline(pipeline, name="wrong_input")
+
+
+def test_stage_condition_skips_the_whole_stage_and_what_follows(
+    resources: dict[str, Any], tmp_path: Path
+) -> None:
+    stage = stage_condition(Stage().add_factory(Doubled()), when_config("double"))
+    pipeline = pysetl_pipeline(
+        Pipeline()
+        .add_stage(Stage().add_factory(Numbers()))
+        .add_stage(stage)
+        .add_stage(Stage().add_factory(Total())),
+        name="staged_condition",
+    )
+    assert pipeline.stage_job is not None
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        off = pipeline.stage_job.execute_in_process(resources=resources, instance=instance)
+        assert off.success
+        assert _materialized(instance, off.run_id) == {"numbers"}
+        assert set(_skip_observations(instance, off.run_id)) == {"doubled", "total"}
+        on = pipeline.stage_job.execute_in_process(
+            resources=resources, instance=instance, tags={"pysetl/double": "1"}
+        )
+        assert on.success
+        assert _materialized(instance, on.run_id) == {"numbers", "doubled", "total"}
