@@ -7,7 +7,8 @@ profile is validated here, at code load, before any SparkSession exists. Storage
 Inputs are read from `$RETAIL_DATA_DIR` (default: the sample CSVs in `definitions/data`;
 `definitions/data_bad` has a broken product feed that the blocking check on `clean_products`
 stops). A second pipeline, `returns` (definitions/returns), reads return slips from an inbox
-folder (file sensor) and retail's `enriched_orders` (cross-pipeline link and sensor).
+folder (file sensor) and retail's `enriched_orders` (cross-pipeline link and sensor). A third,
+`review` (definitions/review), has a data condition and a branch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pysetl_dagster import build_definitions, load_profile, pysetl_pipeline
 from .regional import regional_pipelines
 from .retail.pipeline import build_pipeline
 from .returns import build_returns, watch_failures
+from .review import build_review
 
 PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
 
@@ -29,9 +31,12 @@ retail.daily_schedule(cron="0 2 * * *")
 watch_failures(retail)
 returns = build_returns(retail)  # a second pipeline reading retail's enriched_orders
 
+review = build_review(retail)  # conditions and a branch (definitions/review)
+
 defs = build_definitions(
     retail,
     returns,
+    review,
     *regional_pipelines(os.environ.get("RETAIL_DATA_DIR")),
     profile=profile,
 )

@@ -3,6 +3,15 @@
 from .assets import build_factory_asset, build_pysetl_assets
 from .caching import CACHE_TAG, FORCE_TAG, CacheDecision, CacheKey
 from .checks import CheckPlan, Validation, ValidationDepth, pandera_schema_from_typedspark
+from .conditions import (
+    SKIPPED,
+    Condition,
+    branch,
+    stage_condition,
+    variants,
+    when_config,
+    when_data,
+)
 from .errors import PySetlDefinitionError, PySetlFactoryError
 from .graph import ExternalInput, FactoryNode, PipelineGraph, ResolvedInput
 from .io_managers import PySetlStorageError, SparkParquetIOManager
@@ -41,9 +50,11 @@ __version__ = "0.1.0"
 __all__ = [
     "CACHE_TAG",
     "FORCE_TAG",
+    "SKIPPED",
     "CacheDecision",
     "CacheKey",
     "CheckPlan",
+    "Condition",
     "Credentials",
     "ExternalInput",
     "FactoryNode",
@@ -67,6 +78,7 @@ __all__ = [
     "Validation",
     "ValidationDepth",
     "asset_scope",
+    "branch",
     "build_definitions",
     "build_factory_asset",
     "build_pysetl_assets",
@@ -88,6 +100,10 @@ __all__ = [
     "spark_jobs_submitted",
     "spark_metrics",
     "spark_tags",
+    "stage_condition",
     "static",
     "translate",
+    "variants",
+    "when_config",
+    "when_data",
 ]

@@ -45,6 +45,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from .conditions import SKIPPED, is_skipped, remember_skipped, was_skipped
 from .errors import PySetlFactoryError
 from .observability import (
     active_session,
@@ -410,6 +411,9 @@ class SparkParquetIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if obj is None:
             return
+        if is_skipped(obj):  # a Stage op's skipped Factory: nothing to store (conditions.py)
+            remember_skipped(context.run_id, context.step_key, context.name)
+            return
         if isinstance(obj, StoredVersion):  # written and audited by the Factory step
             stored, op_asset_key = obj, obj.asset_key
         else:
@@ -489,6 +493,8 @@ class SparkParquetIOManager(ConfigurableIOManager):
         else:
             upstream = context.upstream_output
             assert upstream is not None, "an op input without an upstream output"
+            if was_skipped(upstream.run_id, upstream.step_key, upstream.name):
+                return SKIPPED
             location, key = self.location_for(upstream)
         name = key.to_user_string() if key else context.name
         path, manifest = self._current(location, f"Input {context.name!r} needs {name}, which")

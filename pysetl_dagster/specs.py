@@ -11,6 +11,7 @@ from typing import Any
 from dagster import AssetCheckSpec, AssetKey, AssetSpec, Config
 
 from .checks import CheckPlan, build_check_plan
+from .conditions import ResolvedCondition, is_branch, resolve_condition
 from .errors import PySetlDefinitionError
 from .graph import ExternalInput, FactoryNode, PipelineGraph
 from .links import link_spec
@@ -34,6 +35,9 @@ class TranslatedPipeline:
     factory_specs: dict[FactoryNode, AssetSpec]
     external_specs: dict[ExternalInput, AssetSpec]
     check_plans: dict[FactoryNode, CheckPlan] = field(default_factory=dict)
+    conditions: dict[FactoryNode, ResolvedCondition] = field(default_factory=dict)
+    branches: dict[FactoryNode, ResolvedCondition] = field(default_factory=dict)
+    """A branch's `choose` condition (see `conditions.branch`)."""
 
     def check_specs(self, node: FactoryNode) -> list[AssetCheckSpec]:
         plan = self.check_plans.get(node)
@@ -65,6 +69,8 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
     }
     factory_specs: dict[FactoryNode, AssetSpec] = {}
     check_plans: dict[FactoryNode, CheckPlan] = {}
+    conditions: dict[FactoryNode, ResolvedCondition] = {}
+    branches: dict[FactoryNode, ResolvedCondition] = {}
     for node in graph.nodes:
         inputs = graph.inputs[node]
         upstream: list[AssetKey] = []
@@ -79,6 +85,18 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
                 upstream.append(key)
         data = PySetlFactoryData(node, graph.name, inputs, tuple(upstream))
         factory_specs[node] = translator.get_asset_spec(data)
+        consumed = {
+            r.source.factory_type: r.attribute for r in inputs if isinstance(r.source, FactoryNode)
+        }
+        in_pipeline = [n.factory_type for n in graph.nodes]
+        condition = translator.get_condition(data)
+        if condition is not None:
+            conditions[node] = resolve_condition(
+                condition, node.name, graph.name, in_pipeline, consumed
+            )
+        if is_branch(node.factory):
+            choose = node.factory.branch_choose  # type: ignore[attr-defined]
+            branches[node] = resolve_condition(choose, node.name, graph.name, in_pipeline, consumed)
         validation = translator.get_validation(data)
         if validation is not None:
             try:
@@ -111,4 +129,6 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
                 "Factory twice."
             )
         owners[spec.key] = owner
-    return TranslatedPipeline(graph, factory_specs, external_specs, check_plans)
+    return TranslatedPipeline(
+        graph, factory_specs, external_specs, check_plans, conditions, branches
+    )

@@ -22,6 +22,7 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     BetaWarning,
     DataVersion,
     Failure,
@@ -51,6 +52,7 @@ from .checks import (
     observed_exprs,
     summary_table,
 )
+from .conditions import SKIPPED, choose_branch, evaluate_condition, skipped_upstream
 from .diagram import mermaid_diagram
 from .errors import PySetlFactoryError
 from .graph import FactoryNode
@@ -108,7 +110,14 @@ def factory_step(
     asset = key.to_user_string()
     run_id = context.run.run_id
     output_name = key.to_python_identifier()
-    cache = _cache_decision(context, translated, node, storage, partition, loaded, config, plan)
+    skip = _skip_reason(context, translated, node, values, config, spark, asset)
+    if skip is not None:  # the condition is false: no output, shown as skipped, not failed
+        yield from _skip(context, key, partition, node, skip, output_name, checks_as_events)
+        return
+    run_node, taken = _chosen_branch(context, translated, node, values, config, spark, asset)
+    cache = _cache_decision(
+        context, translated, node, storage, partition, loaded, config, plan, run_node
+    )
     if cache is not None and cache.reuse is not None:
         reused = _stored_outcomes(plan, cache.reuse)
         if reused is not None and isinstance(storage, SparkParquetIOManager):
@@ -124,7 +133,7 @@ def factory_step(
     if isinstance(storage, SparkParquetIOManager):
         own_sink = storage.own_sink
     run = run_factory(
-        node,
+        run_node,
         values,
         spark=spark,
         run_id=run_id,
@@ -134,6 +143,8 @@ def factory_step(
         partition_key=partition,
     )
     metadata = run.metadata()
+    if taken is not None:
+        metadata["pysetl/branch_taken"] = MetadataValue.text(taken)
     if getattr(storage, "debug_plans", False):  # debug mode: where this Factory sits
         diagram = mermaid_diagram(translated, highlight=node)
         metadata["pysetl/diagram"] = MetadataValue.md(f"```mermaid\n{diagram}\n```")
@@ -205,6 +216,78 @@ def factory_step(
         yield from _emit(context, plan, outcomes, checks_as_events)
 
 
+def _skip_reason(
+    context: StepContext,
+    translated: TranslatedPipeline,
+    node: FactoryNode,
+    values: Mapping[str, Any],
+    config: Any,
+    spark: Any,
+    asset: str,
+) -> str | None:
+    """Why the Factory does not run (None: it runs): an input from a skipped Factory (Stage
+    job), or its condition is false (a data condition is one Spark aggregate, labelled)."""
+    skipped = skipped_upstream(values)
+    if skipped:
+        return f"its input(s) {', '.join(skipped)} come from skipped Factories"
+    resolved = translated.conditions.get(node)
+    if resolved is None:
+        return None
+    with asset_scope(spark, context.run.run_id, asset, f"{node.name} condition"):
+        verdict = evaluate_condition(resolved, tags=context.run.tags, config=config, values=values)
+    if verdict.holds:
+        context.log.info(f"Factory {node.name} (asset {asset}) runs: {verdict.reason}.")
+        return None
+    return f"condition false: {verdict.reason}"
+
+
+def _chosen_branch(
+    context: StepContext,
+    translated: TranslatedPipeline,
+    node: FactoryNode,
+    values: Mapping[str, Any],
+    config: Any,
+    spark: Any,
+    asset: str,
+) -> tuple[FactoryNode, str | None]:
+    """What runs: the Factory itself, or the alternative its branch condition picks."""
+    resolved = translated.branches.get(node)
+    if resolved is None:
+        return node, None
+    with asset_scope(spark, context.run.run_id, asset, f"{node.name} branch condition"):
+        chosen, verdict = choose_branch(
+            node.factory, resolved, tags=context.run.tags, config=config, values=values
+        )
+    taken = f"{type(chosen).__name__} ({verdict.reason})"
+    context.log.info(f"Branch {node.name} (asset {asset}) runs {taken}.")
+    return FactoryNode(chosen, node.stage_index), taken
+
+
+def _skip(
+    context: StepContext,
+    key: AssetKey,
+    partition: str | None,
+    node: FactoryNode,
+    reason: str,
+    output_name: str,
+    op_surface: bool,
+) -> Iterator[Output[Any]]:
+    """Log and record the skip; an asset yields nothing (Dagster skips its dependents), a
+    Stage op yields the SKIPPED marker (its consumers skip themselves; see conditions.py)."""
+    message = f"Factory {node.name} (asset {key.to_user_string()}) skipped: {reason}."
+    context.log.info(message)
+    context.log_event(
+        AssetObservation(
+            asset_key=key,
+            partition=partition,
+            description=message,
+            metadata={"pysetl/skipped": MetadataValue.text(reason)},
+        )
+    )
+    if op_surface:
+        yield Output(SKIPPED, output_name=output_name, metadata={"pysetl/skipped": reason})
+
+
 def _output(
     value: Any,
     output_name: str,
@@ -236,8 +319,11 @@ def _cache_decision(
     loaded: Mapping[str, Any],
     config: Any,
     plan: CheckPlan | None,
+    run_node: FactoryNode | None = None,
 ) -> CacheDecision | None:
-    """Whether this Factory's output can be reused (None: its storage does not cache)."""
+    """Whether this Factory's output can be reused (None: its storage does not cache).
+    `run_node`: what actually runs (a branch's chosen alternative), whose code is keyed."""
+    run_node = run_node or node
     if not isinstance(storage, SparkParquetIOManager) or not storage.cache:
         return None
     key = translated.key_of(node)
@@ -249,9 +335,9 @@ def _cache_decision(
     externals = translated.external_values(node)
     upstream.update(linked_manifests(externals, storage))  # another pipeline's outputs
     cache_key = compute_key(
-        node.factory_type,
+        run_node.factory_type,
         config=config,
-        instance_state=factory_state(node.factory),
+        instance_state=factory_state(run_node.factory),
         upstream=upstream,
         externals=without_links(externals),
         partition=partition,

@@ -24,6 +24,7 @@ from pysetl.workflow import Factory
 from typedspark import DataSet
 
 from .checks import Validation, as_validation
+from .conditions import VARIANT_TAG, Condition
 from .fingerprints import code_fingerprint
 from .graph import ExternalInput, FactoryNode, ResolvedInput, _type_name
 from .naming import snake_case
@@ -104,6 +105,13 @@ class PySetlTranslator:
         Override to partition Factories you cannot edit."""
         return declared_partitions(data.factory_type)
 
+    def get_condition(self, data: PySetlFactoryData) -> Condition | None:
+        """When the Factory runs (None: always). Default: its `condition` attribute
+        (`when_config(...)`, `when_data(...)`). Override to add conditions without touching
+        the Factories."""
+        condition = getattr(data.factory, "condition", None)
+        return condition if condition is not None else None
+
     # -- defaults --------------------------------------------------------------------------
 
     def _factory_spec(self, data: PySetlFactoryData) -> AssetSpec:
@@ -119,6 +127,23 @@ class PySetlTranslator:
             metadata["pysetl/stage"] = MetadataValue.int(node.stage_index)
         if node.delivery_id:
             metadata["pysetl/delivery_id"] = MetadataValue.text(node.delivery_id)
+        tags: dict[str, str] = {}
+        branch = getattr(node.factory, "branch_choose", None)
+        if branch is not None:  # conditions.branch: one asset, two alternatives
+            metadata["pysetl/branch"] = MetadataValue.json(
+                {
+                    "choose": branch.describe(),
+                    "then": type(node.factory.branch_then).__name__,  # type: ignore[attr-defined]
+                    "otherwise": type(node.factory.branch_otherwise).__name__,  # type: ignore[attr-defined]
+                }
+            )
+        variant = getattr(node.factory, "variant", None)
+        if variant:  # conditions.variants: A/B paths
+            metadata[VARIANT_TAG] = MetadataValue.text(variant)
+            tags[VARIANT_TAG] = variant
+        condition = getattr(node.factory, "condition", None)
+        if condition is not None:
+            metadata["pysetl/condition"] = MetadataValue.text(condition.describe())
         schema = table_schema_of(node.payload_type)
         if schema is not None:
             metadata["dagster/column_schema"] = MetadataValue.table_schema(schema)
@@ -131,6 +156,7 @@ class PySetlTranslator:
             code_version=factory_code_version(node.factory_type),
             metadata=metadata,
             partitions_def=self.get_partitions_def(data),
+            tags=tags or None,
         )
 
     def _external_spec(self, data: PySetlExternalData) -> AssetSpec:
