@@ -118,6 +118,34 @@ def test_backfill_of_three_daily_partitions_writes_three_partitions(
         assert [(r.day, r.events) for r in counts] == [(day, 3)]
 
 
+def test_a_partition_materialized_again_is_a_cache_hit_of_that_partition_only(
+    spark: SparkSession, resources: dict[str, Any], storage: Path
+) -> None:
+    """Partitions are cached one by one: the key includes the partition, the stored versions
+    live per partition."""
+    from pysetl_dagster import spark_jobs_submitted
+
+    assets = pysetl_pipeline(build_events_pipeline(), name="events").assets
+    io: SparkParquetIOManager = resources["io_manager"]
+    events = dg.AssetKey("events")
+
+    def run(day: str) -> bool:
+        result = dg.materialize(assets, resources=resources, partition_key=day, selection=[events])
+        assert result.success
+        (event,) = result.get_asset_materialization_events()
+        assert event.partition == day
+        return bool(event.materialization.metadata["pysetl/cached"].value)
+
+    assert run(DAYS[0]) is False
+    version = io.current_version_path(events, DAYS[0])
+    before = spark_jobs_submitted(spark)
+    assert run(DAYS[0]) is True  # the same partition again: reused, no Spark job
+    assert spark_jobs_submitted(spark) == before
+    assert io.current_version_path(events, DAYS[0]) == version
+    assert run(DAYS[1]) is False  # another partition: computed
+    assert _stored(storage, "events") == DAYS[:2]
+
+
 def test_unpartitioned_consumer_reads_every_stored_partition(
     spark: SparkSession, resources: dict[str, Any], storage: Path
 ) -> None:
