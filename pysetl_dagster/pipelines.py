@@ -240,10 +240,9 @@ def pysetl_pipeline(
         graph = PipelineGraph.from_pipeline(pipeline, name)
     else:
         graph = PipelineGraph.from_factories(pipeline, name, externals)
-    translated = translate(graph, translator or PySetlTranslator())
-    apply_automation(translated, automation_condition)
     translator = translator or PySetlTranslator()
     translated = translate(graph, translator)
+    apply_automation(translated, automation_condition)
     assets = build_pysetl_assets(translated, io_manager_key=io_manager_key)
     diagram = mermaid_diagram(translated)
     description = f"PySetl pipeline `{name}`\n\n```mermaid\n{diagram}\n```"

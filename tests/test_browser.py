@@ -116,3 +116,7 @@ def test_materialize_all_from_the_asset_graph(
     dates.nth(dates.count() - 2).click()
     expect(page.get_by_text("spark/tasks").first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "4-asset-events.png"))
+    # ... and its Plots view charts the numeric metadata over the materializations
+    page.get_by_text("Plots", exact=True).first.click()
+    expect(page.get_by_text("spark/output_records").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "5-asset-plots.png"))
