@@ -157,7 +157,10 @@ def main() -> None:
     bare_s: list[float] = []
     app_ids: set[str] = set()
     jvms: set[int] = set()
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp, dg.DagsterInstance.local_temp(tmp) as instance:
+    with (
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+        dg.DagsterInstance.local_temp(tmp) as instance,
+    ):
         for round_ in range(args.rounds + 1):  # round 0 warms caches and JIT, not counted
             native = run_native(data, Path(tmp, f"native_{round_}"))
             persisted = run_native_persisted(data, Path(tmp, f"persisted_{round_}"))
