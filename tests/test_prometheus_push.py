@@ -46,4 +46,7 @@ def test_run_status_sensor_pushes_the_run_metrics(
     labels = (("dagster_job", "__ephemeral_asset_job__"), ("job", "pysetl_dagster"))
     assert samples[("pysetl_run_success", labels)] == 1
     rows = {dict(k[1])["asset"]: v for k, v in samples.items() if k[0] == "pysetl_asset_rows"}
-    assert rows == {"numbers": 5, "doubled": 5, "total": 1}
+    # the session's Pushgateway is shared (the production stack's daemon pushes too)
+    assert {k: rows.get(k) for k in ("numbers", "doubled", "total")} == {
+        "numbers": 5, "doubled": 5, "total": 1,
+    }  # fmt: skip
