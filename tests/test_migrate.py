@@ -29,16 +29,22 @@ MIGRATABLE = [
     "json_config",
     "linear_orders",
     "loop_union_files",
+    "main_argv_exit",
     "notebook_sales",
     "partitioned_write",
     "reassign_chain",
+    "script_dir_paths",
     "sql_temp_views",
     "sysargv_script",
     "udf_categories",
     "warehouse_tables",
     "window_ranking",
 ]
-REPORTED = {"collect_midway": "collect()", "pandas_driver_loop": "toPandas()"}
+REPORTED = {
+    "collect_midway": "collect()",
+    "pandas_driver_loop": "toPandas()",
+    "streaming_events": "streaming query (readStream)",
+}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +96,10 @@ def test_generated_code_passes_ruff(migrated: tuple[Path, int, str], name: str) 
     ruff = ruff_executable()
     assert ruff is not None
     result = subprocess.run(
-        [ruff, "check", "--isolated", "--no-cache", str(out / name)], capture_output=True, text=True
+        [ruff, "check", "--isolated", "--no-cache", str(out / name)],
+        capture_output=True,
+        text=True,
+        cwd=out,
     )
     assert result.returncode == 0, result.stdout
 
@@ -155,7 +164,7 @@ def test_business_logic_and_comments_are_kept(migrated: tuple[Path, int, str]) -
         argparse_code
     )
     report = (out / "reports" / "argparse_paths.md").read_text()
-    assert "argument --limit: `2`" in report
+    assert "| Top | `limit` | `2` | argument `--limit`, line 12 |" in report
 
 
 def test_dry_run_prints_plan_and_diff_writes_nothing(tmp_path: Path) -> None:

@@ -272,16 +272,20 @@ class _Source:
         self.wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
         self.positions = self.wrapper.resolve(PositionProvider)
 
-    def statement(self, node: cst.BaseStatement, index: int, top_level: bool) -> Statement:
-        pos = self.positions[node]
+    def statement(
+        self, node: cst.BaseStatement, index: int, top_level: bool, line: int | None = None
+    ) -> Statement:
+        """`line`: where a statement the analysis wrote (a bound parameter) comes from."""
         code = self.module.code_for_node(node)
+        if line is not None:
+            return Statement(index, node, code, line, line, top_level=top_level)
+        pos = self.positions[node]
         # Comments above a statement belong to it (leading_lines); its own lines start after.
-        start = pos.start.line
         return Statement(
             index=index,
             node=node,
             code=code,
-            start=start,
+            start=pos.start.line,
             end=pos.end.line,
             top_level=top_level,
         )
@@ -317,6 +321,7 @@ def analyze(
     functions: dict[str, cst.FunctionDef] = {}
     function_ast: dict[str, ast.FunctionDef] = {}
     flow_nodes: list[tuple[cst.BaseStatement, bool]] = []
+    synthetic_lines: dict[int, int] = {}  # id(node) -> line: parameters bound from the call
     entry: str | None = None
 
     for node in module.body:
@@ -328,25 +333,47 @@ def analyze(
             body = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
             for inner in body:
                 tree = _parse_stmt(module.code_for_node(inner))
-                stmt = tree.body[0] if tree.body else None
-                if (
-                    isinstance(stmt, ast.Expr)
-                    and isinstance(stmt.value, ast.Call)
-                    and isinstance(stmt.value.func, ast.Name)
-                    and stmt.value.func.id in functions
-                    and entry is None
-                ):
-                    entry = stmt.value.func.id
-                    if stmt.value.args or stmt.value.keywords:
+                call = _entry_call(tree.body[0] if tree.body else None, functions)
+                if call is not None and entry is None:
+                    assert isinstance(call.func, ast.Name)
+                    entry = call.func.id
+                    line = src.positions[inner].start.line
+                    fn = functions[entry]
+                    bound, why = _bind_entry_args(call, function_ast[entry])
+                    if why:
                         problems.append(
                             Problem(
-                                src.positions[inner].start.line,
-                                f"the entry point {entry}(...) is called with arguments",
-                                "call it without arguments and read argv/config inside it",
+                                line,
+                                f"the entry point {entry}(...) is called with {why}",
+                                "call it with plain arguments and read argv/config inside it",
                             )
                         )
-                    fn = functions[entry]
-                    fn_body = fn.body.body if isinstance(fn.body, cst.IndentedBlock) else []
+                    for code in bound:
+                        node = cst.parse_statement(code + "\n")
+                        synthetic_lines[id(node)] = line
+                        flow_nodes.append((node, False))
+                    fn_body = list(fn.body.body if isinstance(fn.body, cst.IndentedBlock) else [])
+                    last = _parse_stmt(module.code_for_node(fn_body[-1])) if fn_body else None
+                    if last is not None and last.body and isinstance(last.body[0], ast.Return):
+                        notes.append(
+                            f"{_pos(line_map, src.positions[fn_body[-1]].start.line)}: what "
+                            f"{entry}() returns (its exit status) is dropped: a run succeeds or "
+                            "fails instead"
+                        )
+                        fn_body = fn_body[:-1]
+                    for s in fn_body:
+                        if any(
+                            isinstance(n, ast.Return)
+                            for n in _walk_flow(_parse_stmt(module.code_for_node(s)))
+                        ):
+                            problems.append(
+                                Problem(
+                                    src.positions[s].start.line,
+                                    f"{entry}() returns early",
+                                    "let the flow run to the end (move the condition into "
+                                    "the DataFrame logic or before the pipeline)",
+                                )
+                            )
                     flow_nodes.extend((s, False) for s in fn_body)
                 else:
                     flow_nodes.append((inner, True))
@@ -369,7 +396,9 @@ def analyze(
     # Source order: module statements, then the entry point's body, then the rest of the guard.
     ordered = top + entry_flow + guard_rest
 
-    statements = [src.statement(n, i, t) for i, (n, t) in enumerate(ordered)]
+    statements = [
+        src.statement(n, i, t, synthetic_lines.get(id(n))) for i, (n, t) in enumerate(ordered)
+    ]
     spark_imports = _pyspark_names(imports, module)
     spark_config: dict[str, str] = {}
     spark_names: set[str] = set()
@@ -499,6 +528,68 @@ def analyze(
     )
 
 
+def _entry_call(stmt: ast.stmt | None, functions: dict[str, cst.FunctionDef]) -> ast.Call | None:
+    """The call of the script's entry point in its `__main__` block: `main()`, `main(argv)`,
+    `sys.exit(main())`, `raise SystemExit(main())`."""
+    value: ast.expr | None = None
+    if isinstance(stmt, ast.Expr):
+        value = stmt.value
+    elif isinstance(stmt, ast.Raise):
+        value = stmt.exc
+    if not isinstance(value, ast.Call):
+        return None
+    if isinstance(value.func, ast.Name) and value.func.id in functions:
+        return value
+    wrapper = _attr_chain(value)
+    if wrapper in (["sys", "exit"], ["exit"], ["SystemExit"]) and len(value.args) == 1:
+        inner = value.args[0]
+        if (
+            isinstance(inner, ast.Call)
+            and isinstance(inner.func, ast.Name)
+            and inner.func.id in functions
+        ):
+            return inner
+    return None
+
+
+def _bind_entry_args(call: ast.Call, fn: ast.FunctionDef) -> tuple[list[str], str]:
+    """`param = argument` for each parameter of the entry point (its default when the call
+    leaves it out), so the flow reads them as the function did; or why it cannot."""
+    args = fn.args
+    if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs:
+        return [], "*args, **kwargs or keyword-only parameters"
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(
+        k.arg is None for k in call.keywords
+    ):
+        return [], "* or ** arguments"
+    params = [a.arg for a in args.args]
+    defaults = dict(zip(params[len(params) - len(args.defaults) :], args.defaults, strict=True))
+    given = dict(zip(params, call.args, strict=False))
+    given.update({k.arg: k.value for k in call.keywords if k.arg})
+    bound: list[str] = []
+    for name in params:
+        value = given.get(name, defaults.get(name))
+        if value is None:
+            return [], f"parameter {name} left without a value"
+        bound.append(f"{name} = {ast.unparse(value)}")
+    return bound, ""
+
+
+def _walk_flow(node: ast.AST) -> list[ast.AST]:
+    """Nodes of a flow statement, not descending into functions or classes it defines."""
+    out: list[ast.AST] = []
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        out.append(n)
+        for child in ast.iter_child_nodes(n):
+            if not isinstance(
+                child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
+            ):
+                todo.append(child)
+    return out
+
+
 def _guard_line(src: _Source) -> int:
     for node in src.module.body:
         if _is_main_guard(node):
@@ -603,6 +694,16 @@ def _classify(
             )
         chain = _attr_chain(call)
         last = chain[-1] if chain else ""
+        streaming = {"readStream", "writeStream"} & set(chain)
+        if streaming and not any(p.line == st.start and "streaming" in p.reason for p in problems):
+            problems.append(
+                Problem(
+                    st.start,
+                    f"`{_short(st.code)}`: a streaming query ({', '.join(sorted(streaming))})",
+                    "keep it a Structured Streaming job; a Factory can read what it writes "
+                    "as a batch source",
+                )
+            )
         grouped = {"groupBy", "groupby", "rollup", "cube", "pivot", "agg"} & set(chain)
         if (
             last in BLOCKING_METHODS

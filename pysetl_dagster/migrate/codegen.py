@@ -12,16 +12,17 @@ result is formatted and lint-fixed with ruff when it is installed.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import libcst as cst
 
-from .analysis import Analysis, Unit
-
-ARGV_MARKERS = ("sys.argv", "parse_args(", "getopt")
+from .analysis import Analysis, Statement, Unit
+from .params import ARGV_MARKERS, ConfigPlan, Param, UnitParams, plan_config
 
 
 def args_env_var(analysis: Analysis) -> str:
@@ -50,6 +51,67 @@ class _Fill(cst.CSTTransformer):
         return updated_node
 
 
+class _PathsToConfig(cst.CSTTransformer):
+    """Hard-coded paths and tables in a Factory's statements read its Config instead."""
+
+    def __init__(self, fields: dict[int, str]) -> None:
+        self.fields = fields
+
+    def leave_SimpleString(
+        self, original_node: cst.SimpleString, updated_node: cst.SimpleString
+    ) -> cst.BaseExpression:
+        return self._swap(original_node, updated_node)
+
+    def leave_ConcatenatedString(
+        self, original_node: cst.ConcatenatedString, updated_node: cst.ConcatenatedString
+    ) -> cst.BaseExpression:
+        return self._swap(original_node, updated_node)
+
+    def _swap(self, original: cst.BaseString, updated: cst.BaseString) -> cst.BaseExpression:
+        name = self.fields.get(id(original))
+        return cst.parse_expression(f"self.config.{name}") if name else updated
+
+
+class _ScriptFile(cst.CSTTransformer):
+    """`__file__` in the script's code is the original script's path, not the package's."""
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
+        return (
+            updated_node.with_changes(value="SCRIPT_FILE")
+            if (updated_node.value == "__file__")
+            else updated_node
+        )
+
+
+def _script_docstring(analysis: Analysis) -> cst.BaseStatement | None:
+    """The script's module docstring: it goes into the generated module's docstring."""
+    body = analysis.module.body
+    first = body[0] if body else None
+    if (
+        isinstance(first, cst.SimpleStatementLine)
+        and len(first.body) == 1
+        and isinstance(first.body[0], cst.Expr)
+        and isinstance(first.body[0].value, cst.SimpleString | cst.ConcatenatedString)
+    ):
+        return first
+    return None
+
+
+def _docstring_text(node: cst.BaseStatement) -> str:
+    assert isinstance(node, cst.SimpleStatementLine) and isinstance(node.body[0], cst.Expr)
+    value = node.body[0].value
+    assert isinstance(value, cst.SimpleString | cst.ConcatenatedString)
+    raw = value.evaluated_value
+    text = raw.decode() if isinstance(raw, bytes) else (raw or "")
+    return text.strip().replace("\\", "\\\\").replace(3 * '"', 3 * "'")
+
+
+def uses_script_file(analysis: Analysis) -> bool:
+    """Whether the script reads `__file__` (its own location)."""
+    tree = ast.parse(analysis.module.code)
+    return any(isinstance(n, ast.Name) and n.id == "__file__" for n in ast.walk(tree))
+
+
 def _ordered(units: list[Unit]) -> list[Unit]:
     return sorted(units, key=lambda u: (u.stage, u.uid))
 
@@ -65,16 +127,40 @@ def generate(analysis: Analysis) -> dict[str, str]:
 
     source = analysis.path.name
     env = args_env_var(analysis)
+    plan = plan_config(analysis)
+    settings_nodes = {id(st.node) for st in plan.settings} if plan.uses_command_line else set()
     units = [u for u in _ordered(analysis.units) if u.enabled]
     by_uid = {u.uid: u for u in analysis.units}
+    if plan.uses_command_line:
+        how = [
+            "What the script hard-codes or takes as arguments is each Factory's Config, with",
+            "the script's values as defaults; its own argument and config code runs on the",
+            f"command line a Config stands for (`${env}` sets other defaults).",
+        ]
+    elif plan.fallback:
+        how = [
+            f"The script's command line comes from `${env}` (unset: its own defaults):",
+            f"{plan.fallback}.",
+        ]
+    else:
+        how = ["What the script hard-codes (paths, tables, constants) is each Factory's Config."]
+    docstring = _script_docstring(analysis)
+    skipped = settings_nodes | ({id(docstring)} if docstring is not None else set())
     lines: list[str] = [
         f'"""PySetl pipeline migrated from `{source}` by `pysetl-dagster migrate`.',
         "",
+    ]
+    if docstring is not None:
+        lines += [f"{source}: {_docstring_text(docstring)}", ""]
+    lines += [
         "The business logic is the script's own code, statement for statement (see",
-        "reports/ for which lines went where). The command line the script took comes",
-        f"from `${env}` (unset: the script's own defaults).",
+        "reports/ for which lines went where).",
+        *how,
         '"""',
         "",
+        "from typing import Any",
+        "",
+        "import dagster as dg",
     ]
     if analysis.imports:
         lines.append(slot(list(analysis.imports)))
@@ -82,11 +168,26 @@ def generate(analysis: Analysis) -> dict[str, str]:
         "from pysetl.workflow import Delivery, Factory, Pipeline, Stage",
         "from pyspark.sql import DataFrame as _DataFrame",
         "",
-        "from pysetl_dagster.migrate.runtime import ActiveSpark, active_spark, script_argv",
+        "from pysetl_dagster.migrate.runtime import (",
+        "    ActiveSpark,",
+        "    Arg,",
+        "    CommandLine,",
+        "    active_spark,",
+        "    run_settings,",
+        "    script_args,",
+        "    script_argv,",
+        ")",
         "",
         f'ARGS_ENV = "{env}"',
         f"SPARK_CONFIG: dict[str, str] = {dict(sorted(analysis.spark_config.items()))!r}",
     ]
+    uses_file = uses_script_file(analysis)
+    if uses_file:
+        lines += [
+            "# The script located files from its own path (`__file__`): they still resolve",
+            "# against the original script.",
+            f"SCRIPT_FILE = {str(analysis.path.resolve())!r}",
+        ]
     for name in sorted(analysis.module_spark_names):
         lines.append(f"{name} = ActiveSpark()")
     lines.append("")
@@ -108,16 +209,20 @@ def generate(analysis: Analysis) -> dict[str, str]:
         if kind == "def":
             flush()
             lines.append(slot([node]))
-        else:
+        elif id(node) not in skipped:
             run.append(node)
     flush()
     if analysis.main_prelude:
-        run.extend(s.node for s in analysis.main_prelude)
+        run.extend(s.node for s in analysis.main_prelude if id(s.node) not in settings_nodes)
         flush()
     lines.append("")
+    if plan.uses_command_line:
+        lines += _command_line(plan, analysis, slot)
 
     for unit in units:
-        lines += _factory(unit, by_uid, analysis, slot)
+        lines += _factory(unit, by_uid, analysis, slot, plan.units[unit.uid])
+    if plan.uses_command_line:
+        lines += _factory_config(units, plan)
     lines += [
         "",
         "def build_pipeline() -> Pipeline:",
@@ -134,15 +239,27 @@ def generate(analysis: Analysis) -> dict[str, str]:
     lines.append("    return pipeline")
     skeleton = "\n".join(lines) + "\n"
     module = cst.parse_module(skeleton)
-    pipeline_code = module.visit(_Fill(bodies)).code
+    filled = module.visit(_Fill(bodies))
+    pipeline_code = (filled.visit(_ScriptFile()) if uses_file else filled).code
     definitions = (
         f'"""Dagster definitions for the pipeline migrated from `{source}`.\n\n'
         f"    dagster dev -m {analysis.name}.definitions\n"
         '"""\n\n'
         "from pysetl_dagster import build_definitions, pysetl_pipeline\n\n"
-        "from .pipeline import SPARK_CONFIG, build_pipeline\n\n"
-        f'pipeline = pysetl_pipeline(build_pipeline(), name="{analysis.name}")\n'
-        "defs = build_definitions(pipeline, spark_config=SPARK_CONFIG)\n"
+        + (
+            "from pysetl_dagster.migrate.runtime import script_args\n\n"
+            "from .pipeline import ARGS_ENV, SPARK_CONFIG, build_pipeline, factory_config\n\n"
+            "# Each Factory's Config defaults to the script's own values; a command line in\n"
+            f"# ${env} changes those defaults (the Launchpad still edits them per run).\n"
+            "pipeline = pysetl_pipeline(\n"
+            f'    build_pipeline(), name="{analysis.name}", '
+            "factory_config=factory_config(script_args(ARGS_ENV))\n"
+            ")\n"
+            if plan.uses_command_line
+            else "from .pipeline import SPARK_CONFIG, build_pipeline\n\n"
+            f'pipeline = pysetl_pipeline(build_pipeline(), name="{analysis.name}")\n'
+        )
+        + "defs = build_definitions(pipeline, spark_config=SPARK_CONFIG)\n"
     )
     return {
         "__init__.py": f'"""Pipeline migrated from `{source}`."""\n',
@@ -151,7 +268,55 @@ def generate(analysis: Analysis) -> dict[str, str]:
     }
 
 
-def _factory(unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: object) -> list[str]:
+def _command_line(plan: ConfigPlan, analysis: Analysis, slot: object) -> list[str]:
+    """`COMMAND_LINE` (the script's arguments as fields) and `script_values(argv)`: the
+    script's own argument and config code, verbatim, run on a command line."""
+    assert callable(slot)
+    source = analysis.path.name
+    where = ", ".join(analysis.span(s) for s in plan.settings)
+    lines = ["COMMAND_LINE = CommandLine(", f"    {source!r},", "    ("]
+    lines += [f"        {p.spec()}," for p in plan.command_line.params]
+    lines += [
+        "    ),",
+        ")",
+        "",
+        "",
+        "def script_values(argv: list[str]) -> dict[str, Any]:",
+        f'    """{source} {where}: its argument and config handling, run on `argv`."""',
+        "",
+        "    def settings() -> dict[str, Any]:",
+        "        " + slot(_without_blank_lead([s.node for s in plan.settings])),
+        "        return dict(locals())",
+        "",
+        f"    return run_settings({source!r}, argv, settings)",
+        "",
+    ]
+    return lines
+
+
+def _factory_config(units: list[Unit], plan: ConfigPlan) -> list[str]:
+    """`factory_config(argv)`: each Factory's command-line fields for a command line."""
+    lines = [
+        "",
+        "def factory_config(argv: list[str]) -> dict[Any, dict[str, Any]]:",
+        '    """Each Factory\'s command-line fields for `argv` (none: the Config defaults)."""',
+        "    if not argv:",
+        "        return {}",
+        "    fields = COMMAND_LINE.fields(argv)",
+        "    return {",
+    ]
+    for unit in units:
+        names = [p.field for p in plan.units[unit.uid].params if p.on_command_line]
+        if names:
+            keys = ", ".join(repr(n) for n in names) + ("," if len(names) == 1 else "")
+            lines.append(f"        {unit.name}: {{k: fields[k] for k in ({keys})}},")
+    lines += ["    }", ""]
+    return lines
+
+
+def _factory(
+    unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: object, params: UnitParams
+) -> list[str]:
     assert callable(slot)
     name = unit.name
     where = ", ".join(analysis.span(s) for s in unit.statements)
@@ -169,7 +334,18 @@ def _factory(unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: obje
         if ":" in var:
             continue
         lines.append(f"    {var}_in = Delivery[_DataFrame](producer={by_uid[producer].name})")
-    code = "".join(s.code for s in unit.statements)
+    if params.params:
+        lines += [
+            "",
+            "    class Config(dg.Config):",
+            f'        """What {analysis.path.name} hard-codes or takes as arguments."""',
+            "",
+        ]
+        for p in params.params:
+            lines.append(f"        {p.declaration()}")
+            lines.append(f'        """{_describe(p, analysis)}"""')
+        if not any(p.required for p in params.params):
+            lines += ["", "    config: Any = Config()"]
     uses = set().union(*(s.uses for s in unit.statements))
     local_spark = sorted((analysis.spark_names - analysis.module_spark_names) & uses)
     lines += [
@@ -183,22 +359,18 @@ def _factory(unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: obje
         "",
         f'    def process(self) -> "{name}":',
     ]
-    for sp in local_spark:
-        lines.append(f"        {sp} = active_spark()")
-    for var, _ in inputs:
-        if ":" not in var:
-            lines.append(f"        {var} = self.{var}_in.get()")
-    nodes = [s.node for s in unit.statements]
-    first = nodes[0]
-    if isinstance(first, cst.SimpleStatementLine | cst.BaseCompoundStatement):
-        kept = [line for line in first.leading_lines if line.comment is not None]
-        nodes[0] = first.with_changes(leading_lines=kept)
-    lines.append("        " + slot(nodes))
     output = unit.output
     if output is None:
         written = [v for v, _ in inputs if ":" not in v]
         locals_ = [n for s in unit.statements for n in sorted(s.df_defs)]
         output = locals_[-1] if locals_ else (written[0] if written else None)
+    body, sinks = _split_sinks(unit, analysis, output)
+    lines += _bindings(body, params, local_spark)
+    for var, _ in inputs:
+        if ":" not in var:
+            lines.append(f"        {var} = self.{var}_in.get()")
+    if body:
+        lines.append("        " + slot(_without_blank_lead(_with_config(body, params))))
     if output is None:
         spark_expr = local_spark[0] if local_spark else "active_spark()"
         output = f'{spark_expr}.createDataFrame([], "written boolean")'
@@ -207,14 +379,82 @@ def _factory(unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: obje
         "        return self",
         "",
         f'    def write(self) -> "{name}":',
+    ]
+    if sinks:
+        lines += _bindings(sinks, params, local_spark)
+        lines.append(f"        {output} = self.output")
+        lines.append("        " + slot(_without_blank_lead(_with_config(sinks, params))))
+    lines += [
         "        return self",
         "",
         "    def get(self) -> _DataFrame | None:",
         "        return self.output",
         "",
     ]
-    del code
     return lines
+
+
+def _split_sinks(
+    unit: Unit, analysis: Analysis, output: str | None
+) -> tuple[list[Statement], list[Statement]]:
+    """(process statements, write statements): the writes that end a Factory and write only
+    its output move to `write()`, which the step runs on the stored version read back."""
+    frames = {n for s in analysis.statements for n in s.df_defs} | set(unit.inputs)
+    stmts = list(unit.statements)
+    cut = len(stmts)
+    while cut > 0 and output is not None:
+        st = stmts[cut - 1]
+        tree = ast.parse(textwrap.dedent(st.code))
+        writes_output_only = (
+            st.is_sink
+            and len(tree.body) == 1
+            and isinstance(tree.body[0], ast.Expr)
+            and (st.uses & frames) == {output}
+            and not any(":" in d for d in st.defs)
+        )
+        if not writes_output_only:
+            break
+        cut -= 1
+    return stmts[:cut], stmts[cut:]
+
+
+def _bindings(stmts: list[Statement], params: UnitParams, local_spark: list[str]) -> list[str]:
+    """The names `stmts` need bound at the top of a method: the session, the settings the
+    script derived from its command line, and constants that became Config."""
+    uses = set().union(*(s.uses for s in stmts)) if stmts else set()
+    lines = [f"        {sp} = active_spark()" for sp in local_spark if sp in uses]
+    settings = [n for n in params.settings_names if n in uses]
+    if settings:
+        lines.append("        values = script_values(COMMAND_LINE.argv(self.config))")
+        lines += [f'        {n} = values["{n}"]' for n in settings]
+    for p in params.params:
+        if p.kind == "constant" and p.name in uses:
+            lines.append(f"        {p.name} = self.config.{p.field}")
+    return lines
+
+
+def _with_config(stmts: list[Statement], params: UnitParams) -> list[cst.BaseStatement]:
+    nodes = [s.node for s in stmts]
+    if params.paths:
+        swap = _PathsToConfig({k: p.field for k, (_, p) in params.paths.items()})
+        nodes = [n.visit(swap) for n in nodes]  # type: ignore[misc]
+    return nodes
+
+
+def _without_blank_lead(nodes: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
+    """The first statement keeps its comments but not the blank lines above it."""
+    first = nodes[0]
+    if isinstance(first, cst.SimpleStatementLine | cst.BaseCompoundStatement):
+        kept = [line for line in first.leading_lines if line.comment is not None]
+        return [first.with_changes(leading_lines=kept), *nodes[1:]]
+    return nodes
+
+
+def _describe(p: Param, analysis: Analysis) -> str:
+    default = " (required)" if p.required else ""
+    if p.default is None and not p.required:
+        default = f" (None: the script computes it: `{p.default_src}`)"
+    return f"The script's {p.source_text()}, {analysis.where(p.line)}{default}."
 
 
 def ruff_executable() -> str | None:
@@ -230,16 +470,18 @@ def format_package(directory: Path) -> list[str]:
     if ruff is None:
         return ["ruff is not installed: the output is not formatted (pip install ruff)"]
     common = ["--no-cache", "--isolated"]
-    subprocess.run(
-        [ruff, "check", *common, "--fix", "--select", "F401,I", "-q", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    subprocess.run(
-        [ruff, "format", *common, "-q", str(directory)], capture_output=True, check=False
-    )
-    result = subprocess.run(
-        [ruff, "check", *common, "-q", str(directory)], capture_output=True, text=True, check=False
-    )
-    return [line for line in result.stdout.splitlines() if line.strip()]
+
+    # From the output folder, as its user would run ruff: import sorting then does not depend
+    # on where the migration was started (the project's own packages count as first-party).
+    def ruff_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ruff, *args, *common, "-q", str(directory)],
+            cwd=directory.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    ruff_run("check", "--fix", "--select", "F401,I")
+    ruff_run("format")
+    return [line for line in ruff_run("check").stdout.splitlines() if line.strip()]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .analysis import Analysis, MigrationSyntaxError, analyze
-from .codegen import args_env_var, format_package, generate
+from .codegen import args_env_var, format_package, generate, uses_script_file
 from .notebook import notebook_script
 from .report import render_report, render_summary
 from .verify import VerifyItem, VerifyResult, verify_many
@@ -99,6 +99,12 @@ def analyse(path: Path, names: set[str] | None = None) -> FileResult:
             analysis.name, k = f"{base}_{k}", k + 1
         names.add(analysis.name)
     analysis.notes = notes + analysis.notes
+    if uses_script_file(analysis):
+        analysis.notes.append(
+            f"the script uses `__file__`: it becomes `SCRIPT_FILE = '{path.resolve()}'`, so "
+            "paths built from it still point next to the original script (change it if the "
+            "pipeline moves to another machine)"
+        )
     status = "migrated" if analysis.migratable else "reported"
     return FileResult(path, analysis.name, status, analysis, code=code, notes=analysis.notes)
 

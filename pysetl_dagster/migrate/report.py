@@ -56,25 +56,55 @@ def render_report(result: FileResult) -> str:
             lines.append(
                 f"**Equal**: the script and the pipeline wrote the same {len(result.verify.sinks)} "
                 "sink(s), same schema and rows (order-insensitive): "
-                + ", ".join(f"`{s}`" for s in result.verify.sinks)
+                + ", ".join(
+                    f"`{s}` ({result.verify.sizes.get(s, '?')})" for s in result.verify.sinks
+                )
             )
         else:
             lines.append("**Different**:")
             lines += [f"- {d}" for d in result.verify.differences]
         if result.lint:
             lines += ["", "## ruff", ""] + [f"    {x}" for x in result.lint]
-    if a.config:
-        lines += ["", "## Configuration", ""]
-        lines.append(
-            "The script's own argument and config handling is kept; the pipeline takes the "
-            f"script's command line from `$PYSETL_MIGRATE_ARGS_{a.name.upper()}` (unset: the "
-            "defaults below)."
-        )
-        lines.append("")
-        lines += [f"- {k}: `{v}`" for k, v in a.config.items()]
+    lines += _configuration(result)
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
+
+
+def _configuration(result: FileResult) -> list[str]:
+    """Which Config field of which Factory stands for what the script hard-coded or took."""
+    from .params import plan_config
+
+    a = result.analysis
+    if a is None or result.status != "migrated":
+        return []
+    plan = plan_config(a)
+    rows = plan.all_params()
+    if not rows and not plan.fallback:
+        return []
+    env = f"$PYSETL_MIGRATE_ARGS_{a.name.upper()}"
+    lines = ["", "## Configuration", ""]
+    if plan.fallback:
+        lines += [
+            f"The script's command line stays a command line: {plan.fallback}. The pipeline "
+            f"reads it from `{env}` (unset: the script's defaults).",
+            "",
+        ]
+        lines += [f"- {k}: `{v}`" for k, v in a.config.items()]
+    if rows:
+        lines += [
+            "Each Factory's Config (Launchpad, run config or `factory_config=`) holds what the "
+            "script hard-coded or took as arguments; the defaults are the script's own"
+            + (f", and a command line in `{env}` changes them." if plan.uses_command_line else "."),
+            "",
+            "| Factory | Field | Default | Script |",
+            "|---|---|---|---|",
+        ]
+        for factory, p in rows:
+            default = "(required)" if p.required else f"`{p.default!r}`"
+            source = p.source_text()
+            lines.append(f"| {factory} | `{p.field}` | {default} | {source}, {a.where(p.line)} |")
+    return lines
 
 
 def render_summary(results: list[FileResult]) -> str:

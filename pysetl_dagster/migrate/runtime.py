@@ -6,11 +6,13 @@ never start Spark then (a session is only looked up when a Factory runs).
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -43,5 +45,102 @@ def script_argv(env_var: str, script_name: str) -> Iterator[None]:
     sys.argv = [script_name, *script_args(env_var)]
     try:
         yield
+    finally:
+        sys.argv = saved
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a migrated script's command line and the Config field it became."""
+
+    field: str
+    kind: str  # "option" | "flag" | "positional" | "argv"
+    flag: str = ""
+    dest: str = ""
+    index: int = 0
+    default: Any = None
+    type_name: str = "str"
+    store: bool = True
+    required: bool = False
+
+
+class ScriptArgumentError(ValueError):
+    """The script's own argument handling rejected the command line a Config stands for."""
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """A script's command line, rebuilt from a Factory's Config so the script's own argument
+    and config code (kept verbatim) runs on it: `script_values(COMMAND_LINE.argv(config))`."""
+
+    script: str
+    args: tuple[Arg, ...]
+
+    def argv(self, config: Any = None) -> list[str]:
+        """The command line for `config`'s fields; fields it lacks take the script's default."""
+
+        def value(arg: Arg) -> Any:
+            return getattr(config, arg.field, arg.default) if config is not None else arg.default
+
+        out: list[str] = []
+        positionals = [a for a in self.args if a.kind in {"positional", "argv"}]
+        for arg in sorted(positionals, key=lambda a: a.index):
+            v = value(arg)
+            if v is None:
+                break  # later positions cannot be given without this one
+            out.append(str(v))
+        for arg in self.args:
+            v = value(arg)
+            if arg.kind == "option" and v is not None:
+                out += [arg.flag, str(v)]
+            elif arg.kind == "flag" and v is not None and bool(v) == arg.store:
+                out.append(arg.flag)
+        return out
+
+    def fields(self, argv: list[str]) -> dict[str, Any]:
+        """Field values for a command line (what `$PYSETL_MIGRATE_ARGS_<NAME>` holds)."""
+        parser = argparse.ArgumentParser(prog=self.script, add_help=False, exit_on_error=False)
+        values: dict[str, Any] = {}
+        argv_args = sorted((a for a in self.args if a.kind == "argv"), key=lambda a: a.index)
+        for arg in self.args:
+            kind = {"int": int, "float": float}.get(arg.type_name, str)
+            if arg.kind == "option":
+                parser.add_argument(
+                    arg.flag, dest=arg.field, type=kind, default=arg.default, required=arg.required
+                )
+            elif arg.kind == "flag":
+                action = "store_true" if arg.store else "store_false"
+                parser.add_argument(arg.flag, dest=arg.field, action=action, default=arg.default)
+            elif arg.kind == "positional":
+                if arg.required:
+                    parser.add_argument(arg.field, type=kind)
+                else:
+                    parser.add_argument(arg.field, type=kind, nargs="?", default=arg.default)
+        rest = list(argv)
+        if argv_args:
+            for arg in argv_args:
+                values[arg.field] = rest.pop(0) if rest else arg.default
+            return values
+        try:
+            parsed = parser.parse_args(rest)
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise ScriptArgumentError(f"{self.script}: command line {argv!r}: {exc}") from None
+        return {**values, **vars(parsed)}
+
+
+def run_settings(
+    script: str, argv: list[str], settings: Callable[[], Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Run a script's argument and config code on `argv`; its own `SystemExit` (argparse's
+    answer to a bad value) becomes an error naming the script and the command line."""
+    saved = sys.argv
+    sys.argv = [script, *argv]
+    try:
+        return dict(settings())
+    except SystemExit as exc:
+        raise ScriptArgumentError(
+            f"{script}'s argument handling rejected {argv!r} (exit {exc.code}): fix the "
+            "Factory's Config in the Launchpad or the run config"
+        ) from None
     finally:
         sys.argv = saved

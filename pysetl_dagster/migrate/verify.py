@@ -43,6 +43,7 @@ class VerifyResult:
     equal: bool
     sinks: list[str]
     differences: list[str]
+    sizes: dict[str, str] = field(default_factory=dict)  # sink -> "3 rows" / "4 lines"
 
     def summary(self) -> str:
         if self.equal:
@@ -152,11 +153,13 @@ def _compare_item(
     for only, side in ((sinks_a - sinks_b, "original"), (sinks_b - sinks_a, "generated")):
         for sink in sorted(only):
             differences.append(f"sink {sink} is written only by the {side}")
+    sizes: dict[str, str] = {}
     for sink in sorted(sinks_a & sinks_b):
-        differences += [f"sink {sink}: {d}" for d in compare_sink(a / sink, b / sink)]
+        diffs, sizes[sink] = compare_sink(a / sink, b / sink)
+        differences += [f"sink {sink}: {d}" for d in diffs]
     if not sinks_a and not differences:
         differences.append("the original script wrote no sink (no folder with _SUCCESS)")
-    return VerifyResult(item.name, not differences, sorted(sinks_a | sinks_b), differences)
+    return VerifyResult(item.name, not differences, sorted(sinks_a | sinks_b), differences, sizes)
 
 
 def find_sinks(root: Path) -> set[str]:
@@ -185,16 +188,17 @@ def _format(files: list[Path]) -> str:
     return "text"
 
 
-def compare_sink(a: Path, b: Path) -> list[str]:
-    """Differences between two outputs of one sink (empty: equal)."""
+def compare_sink(a: Path, b: Path) -> tuple[list[str], str]:
+    """Differences between two outputs of one sink (empty: equal), and the original's size
+    (`3 rows` for Parquet/ORC; `4 lines` for text formats, headers included)."""
     files_a, files_b = _data_files(a), _data_files(b)
     fmt_a, fmt_b = _format(files_a), _format(files_b)
     if fmt_a != fmt_b and files_a and files_b:
-        return [f"format {fmt_a} vs {fmt_b}"]
+        return [f"format {fmt_a} vs {fmt_b}"], ""
     parts_a = {str(p.parent.relative_to(a)) for p in files_a}
     parts_b = {str(p.parent.relative_to(b)) for p in files_b}
     if parts_a != parts_b:
-        return [f"partition folders differ: {sorted(parts_a ^ parts_b)[:5]}"]
+        return [f"partition folders differ: {sorted(parts_a ^ parts_b)[:5]}"], ""
     if fmt_a in ("parquet", "orc"):
         schema_a, rows_a = _arrow_rows(a, fmt_a, files_a)
         schema_b, rows_b = _arrow_rows(b, fmt_a, files_b)
@@ -216,7 +220,8 @@ def compare_sink(a: Path, b: Path) -> list[str]:
             f"rows differ ({sum(rows_a.values())} vs {sum(rows_b.values())}); only in the "
             f"original: {only_a}; only in the generated: {only_b}"
         )
-    return diffs
+    unit = "rows" if fmt_a in ("parquet", "orc") else "lines"
+    return diffs, f"{sum(rows_a.values())} {unit}"
 
 
 def _arrow_rows(
