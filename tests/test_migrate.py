@@ -25,6 +25,7 @@ MIGRATABLE = [
     "argparse_paths",
     "clean_customers",
     "etl_functions",
+    "fixed_config_file",
     "joins_three_sources",
     "json_config",
     "linear_orders",
@@ -39,6 +40,7 @@ MIGRATABLE = [
     "udf_categories",
     "warehouse_tables",
     "window_ranking",
+    "yaml_config",
 ]
 REPORTED = {
     "collect_midway": "collect()",

@@ -8,9 +8,12 @@ inputs folder and command line.
 from __future__ import annotations
 
 import contextlib
+import csv
 import importlib
 import io
+import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,6 +79,18 @@ def test_hard_coded_paths_are_config_with_the_script_values_as_defaults(
     assert "| ReadOrders | `orders_path` | `'data/orders.csv'` | hard-coded path, line 7 |" in (
         report
     )
+
+    # The package loads as a code location through Dagster's own CLI (as `dagster dev` would).
+    dagster = str(Path(sys.executable).parent / "dagster")
+    validated = subprocess.run(
+        [dagster, "definitions", "validate", "-m", "cfg_linear.definitions"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert "All code locations passed validation" in validated.stdout + validated.stderr
 
     # A run config (the Launchpad's) points the pipeline at other data and another output.
     orders = tmp_path / "orders.csv"
@@ -228,3 +243,43 @@ def test_an_entry_point_that_returns_early_is_reported(tmp_path: Path) -> None:
     )
     analysis = analyze(script)
     assert [(p.line, p.reason) for p in analysis.problems] == [(7, "main() returns early")]
+
+
+def test_a_config_file_the_script_opens_is_read_at_run_time_from_config(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _copy("fixed_config_file", "cfg_file", tmp_path / "src")
+    out = tmp_path / "out"
+    _migrate(source, out)
+    code = (out / "cfg_file" / "pipeline.py").read_text()
+    assert 'job_file: str = "config/job.json"' in code
+    # Nothing is opened at import: the package loads from any folder.
+    monkeypatch.chdir(tmp_path)
+    settings = tmp_path / "strict.json"
+    settings.write_text(
+        json.dumps({"inputs": {"orders": str(CORPUS / "data" / "orders.csv")}, "min_quantity": 3})
+    )
+    written = tmp_path / "large"
+    monkeypatch.setenv("PYSETL_DAGSTER_STORAGE", str(tmp_path / "storage"))
+    with _imported(out, "cfg_file.definitions") as module:
+        _run(
+            module.defs,
+            "cfg_file_assets",
+            {
+                "read_orders": {"job_file": str(settings)},
+                "large": {"job_file": str(settings)},
+                "write_large": {"output_path": str(written)},
+            },
+        )
+    quantities = [
+        int(line.split(",")[1])
+        for part in written.glob("part-*")
+        for line in part.read_text().splitlines()
+        if line
+    ]
+    expected = [
+        int(row["quantity"])
+        for row in csv.DictReader((CORPUS / "data" / "orders.csv").open())
+        if int(row["quantity"]) >= 6
+    ]
+    assert sorted(quantities) == sorted(expected) and quantities  # THRESHOLD = 3 * 2

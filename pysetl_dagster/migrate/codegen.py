@@ -174,6 +174,7 @@ def generate(analysis: Analysis) -> dict[str, str]:
         "    CommandLine,",
         "    active_spark,",
         "    run_settings,",
+        "    setting,",
         "    script_args,",
         "    script_argv,",
         ")",
@@ -275,20 +276,21 @@ def _command_line(plan: ConfigPlan, analysis: Analysis, slot: object) -> list[st
     source = analysis.path.name
     where = ", ".join(analysis.span(s) for s in plan.settings)
     lines = ["COMMAND_LINE = CommandLine(", f"    {source!r},", "    ("]
-    lines += [f"        {p.spec()}," for p in plan.command_line.params]
+    lines += [f"        {p.spec()}," for p in plan.command_line.params if p.on_command_line]
     lines += [
         "    ),",
         ")",
         "",
         "",
-        "def script_values(argv: list[str]) -> dict[str, Any]:",
-        f'    """{source} {where}: its argument and config handling, run on `argv`."""',
+        "def script_values(argv: list[str], pysetl_config: Any = None) -> dict[str, Any]:",
+        f'    """{source} {where}: its argument and config handling, run on `argv`',
+        '    (and on the files `pysetl_config`, the Factory Config, names)."""',
         "",
-        "    def settings() -> dict[str, Any]:",
-        "        " + slot(_without_blank_lead([s.node for s in plan.settings])),
+        "    def script_settings() -> dict[str, Any]:",
+        "        " + slot(_without_blank_lead(_files_to_config(plan))),
         "        return dict(locals())",
         "",
-        f"    return run_settings({source!r}, argv, settings)",
+        f"    return run_settings({source!r}, argv, script_settings)",
         "",
     ]
     return lines
@@ -302,16 +304,16 @@ def _factory_config(units: list[Unit], plan: ConfigPlan) -> list[str]:
         '    """Each Factory\'s command-line fields for `argv` (none: the Config defaults)."""',
         "    if not argv:",
         "        return {}",
-        "    fields = COMMAND_LINE.fields(argv)",
-        "    return {",
     ]
+    entries: list[str] = []
     for unit in units:
         names = [p.field for p in plan.units[unit.uid].params if p.on_command_line]
         if names:
             keys = ", ".join(repr(n) for n in names) + ("," if len(names) == 1 else "")
-            lines.append(f"        {unit.name}: {{k: fields[k] for k in ({keys})}},")
-    lines += ["    }", ""]
-    return lines
+            entries.append(f"        {unit.name}: {{k: fields[k] for k in ({keys})}},")
+    if not entries:  # the script takes no arguments: a command line is an error
+        return [*lines, "    COMMAND_LINE.fields(argv)", "    return {}", ""]
+    return [*lines, "    fields = COMMAND_LINE.fields(argv)", "    return {", *entries, "    }", ""]
 
 
 def _factory(
@@ -425,12 +427,33 @@ def _bindings(stmts: list[Statement], params: UnitParams, local_spark: list[str]
     lines = [f"        {sp} = active_spark()" for sp in local_spark if sp in uses]
     settings = [n for n in params.settings_names if n in uses]
     if settings:
-        lines.append("        values = script_values(COMMAND_LINE.argv(self.config))")
+        lines.append("        values = script_values(COMMAND_LINE.argv(self.config), self.config)")
         lines += [f'        {n} = values["{n}"]' for n in settings]
     for p in params.params:
         if p.kind == "constant" and p.name in uses:
             lines.append(f"        {p.name} = self.config.{p.field}")
     return lines
+
+
+def _files_to_config(plan: ConfigPlan) -> list[cst.BaseStatement]:
+    """The settings statements; a file they open by a literal path reads the Config field."""
+    nodes = [s.node for s in plan.settings]
+    if not plan.files:
+        return nodes
+    fields = plan.files
+
+    class Swap(cst.CSTTransformer):
+        def leave_SimpleString(
+            self, original_node: cst.SimpleString, updated_node: cst.SimpleString
+        ) -> cst.BaseExpression:
+            name = fields.get(id(original_node))
+            return (
+                updated_node
+                if name is None
+                else cst.parse_expression(f"setting(pysetl_config, {name!r}, {updated_node.value})")
+            )
+
+    return [n.visit(Swap()) for n in nodes]  # type: ignore[misc]
 
 
 def _with_config(stmts: list[Statement], params: UnitParams) -> list[cst.BaseStatement]:

@@ -57,7 +57,7 @@ class Param:
     default: Any
     required: bool
     line: int
-    kind: str  # "option" | "flag" | "positional" | "argv" | "constant" | "path" | "table"
+    kind: str  # option | flag | positional | argv | constant | path | table | file
     flag: str = ""  # argparse: the option string ("--orders"); flag: the option
     dest: str = ""  # argparse dest
     index: int = 0  # sys.argv index
@@ -79,6 +79,7 @@ class Param:
             "constant": f"constant `{self.name}`",
             "path": "hard-coded path",
             "table": "hard-coded table",
+            "file": "`open()` path",
         }[self.kind]
 
     def annotation(self) -> str:
@@ -368,15 +369,58 @@ def _parse(code: str) -> ast.Module:
         return ast.parse(textwrap.dedent(code))
 
 
-def argv_dependent(prelude: list[Statement]) -> list[Statement]:
-    """The settings statements that read the command line, directly or through another."""
+IO_CALL = re.compile(r"\bopen\(|\bjson\.loads?\(|\byaml\.(?:safe_)?load\(|\.read_text\(")
+
+
+def settings_statements(prelude: list[Statement]) -> list[Statement]:
+    """The settings code that must run at run time, not import: statements that read the
+    command line or a file (a JSON/YAML config), and those that build on them."""
     names: set[str] = set()
     out: list[Statement] = []
     for st in prelude:
-        if any(m in st.code for m in ARGV_MARKERS) or st.uses & names:
+        if any(m in st.code for m in ARGV_MARKERS) or IO_CALL.search(st.code) or st.uses & names:
             out.append(st)
             names |= st.defs
     return out
+
+
+class _FindOpens(cst.CSTVisitor):
+    """`open("config/job.json")`: a literal file a settings statement opens."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[cst.BaseString, str]] = []
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Name) and node.func.value == "open" and node.args:
+            arg = node.args[0].value
+            if isinstance(arg, cst.SimpleString | cst.ConcatenatedString):
+                value = arg.evaluated_value
+                if isinstance(value, str) and value:
+                    self.found.append((arg, value))
+
+
+def opened_files(settings: list[Statement], used: set[str]) -> tuple[list[Param], dict[int, str]]:
+    """Config fields for the files settings code opens by a literal path, and
+    id(literal node) -> field, for generation to read the field instead."""
+    params: list[Param] = []
+    nodes: dict[int, str] = {}
+    for st in settings:
+        visitor = _FindOpens()
+        st.node.visit(visitor)
+        for node, value in visitor.found:
+            stem = re.sub(r"\W+", "_", value.rsplit("/", 1)[-1].split(".")[0]) or "settings"
+            param = Param(
+                field=_field_name(f"{stem}_file", used),
+                type_name="str",
+                default=value,
+                required=False,
+                line=st.start,
+                kind="file",
+                default_src=repr(value),
+            )
+            params.append(param)
+            nodes[id(node)] = param.field
+    return params, nodes
 
 
 def helper_globals(analysis: Analysis) -> set[str]:
@@ -520,7 +564,7 @@ def unit_params(
         setting_defs = set().union(*(s.defs for s in settings))
         out.settings_names = sorted(used & setting_defs)
         if out.settings_names:
-            wanted = _command_line_fields(unit, analysis, cmd, settings, set(out.settings_names))
+            wanted = _command_line_fields(unit, cmd, settings, set(out.settings_names))
             out.params += [p for p in cmd.params if p.field in wanted]
     for name in sorted(used & set(consts)):
         out.params.append(consts[name])
@@ -555,54 +599,58 @@ def _assigned(st: Statement) -> str | None:
 
 
 def _command_line_fields(
-    unit: Unit,
-    analysis: Analysis,
-    cmd: CommandLineParams,
-    settings: list[Statement],
-    names: set[str],
+    unit: Unit, cmd: CommandLineParams, settings: list[Statement], names: set[str]
 ) -> set[str]:
     """The command-line fields behind `names`: for an argparse namespace, the attributes the
-    unit reads (all of them if it passes the namespace on); for anything else, every argument
-    the settings code that defines it reads."""
+    unit reads; for anything else, the arguments the settings code that defines it reads."""
     fields: set[str] = set()
     by_dest = {p.dest: p.field for p in cmd.params if p.dest}
     for name in names:
         if name in cmd.namespace_vars and by_dest:
-            attrs: set[str] = set()
-            whole = False
-            for st in unit.statements:
-                tree = _parse(st.code)
-                parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
-                for n in ast.walk(tree):
-                    if isinstance(n, ast.Name) and n.id == name:
-                        parent = parents.get(id(n))
-                        if isinstance(parent, ast.Attribute) and parent.value is n:
-                            attrs.add(parent.attr)
-                        else:
-                            whole = True
-            fields |= (
-                set(by_dest.values()) if whole else {by_dest[a] for a in attrs if a in by_dest}
-            )
-            continue
-        fields |= _argv_fields_of(name, cmd, settings)
+            fields |= _namespace_fields(unit.statements, name, by_dest)
+        else:
+            fields |= _argv_fields_of(name, cmd, settings)
     return fields
+
+
+def _namespace_fields(stmts: list[Statement], name: str, by_dest: dict[str, str]) -> set[str]:
+    """Fields of the argparse namespace `name` that `stmts` read (`args.orders`); all of them
+    when the namespace itself is passed on."""
+    attrs: set[str] = set()
+    for st in stmts:
+        tree = _parse(st.code)
+        parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Name) and n.id == name:
+                parent = parents.get(id(n))
+                if not (isinstance(parent, ast.Attribute) and parent.value is n):
+                    return set(by_dest.values())
+                attrs.add(parent.attr)
+    return {by_dest[a] for a in attrs if a in by_dest}
 
 
 def _argv_fields_of(name: str, cmd: CommandLineParams, settings: list[Statement]) -> set[str]:
     """Fields whose argument flows into `name` through the settings statements."""
+    by_dest = {p.dest: p.field for p in cmd.params if p.dest}
+    every = {p.field for p in cmd.params}
+    arguments = {p.field for p in cmd.params if p.on_command_line}
     reads: dict[str, set[str]] = {}
     for st in settings:
         direct = {
             p.field
             for p in cmd.params
-            if p.kind == "argv" and f"sys.argv[{p.index}]" in st.code.replace(" ", "")
+            if (p.kind == "argv" and f"sys.argv[{p.index}]" in st.code.replace(" ", ""))
+            or (p.kind == "file" and p.line == st.start)
         }
-        if "parse_args(" in st.code or st.defs & cmd.namespace_vars:
-            direct |= {p.field for p in cmd.params}
-        inherited = set().union(*(reads.get(u, set()) for u in st.uses))
+        if st.defs & cmd.namespace_vars:
+            direct |= arguments  # the parse itself
+        for ns in st.uses & cmd.namespace_vars:
+            direct |= _namespace_fields([st], ns, by_dest) if by_dest else arguments
+        plain = st.uses - cmd.namespace_vars
+        inherited = set().union(*(reads.get(u, set()) for u in plain))
         for d in st.defs:
             reads[d] = reads.get(d, set()) | direct | inherited
-    return reads.get(name, {p.field for p in cmd.params})
+    return reads.get(name, every)
 
 
 @dataclass
@@ -614,6 +662,7 @@ class ConfigPlan:
     settings: list[Statement]
     units: dict[int, UnitParams]
     fallback: str = ""  # why the command line stays `$PYSETL_MIGRATE_ARGS_<NAME>`
+    files: dict[int, str] = field(default_factory=dict)  # id(open literal) -> field
     named: list[tuple[str, UnitParams]] = field(default_factory=list)  # enabled Factories
 
     @property
@@ -628,7 +677,7 @@ class ConfigPlan:
 def plan_config(analysis: Analysis) -> ConfigPlan:
     """The Config plan of an analysed script (see the module docstring)."""
     prelude = [s for s in analysis.statements if s.kind == "prelude"]
-    settings = argv_dependent(prelude)
+    settings = settings_statements(prelude)
     cmd = command_line(ast.parse(analysis.module.code), prelude)
     fallback = ""
     if settings:
@@ -642,9 +691,13 @@ def plan_config(analysis: Analysis) -> ConfigPlan:
                     f"({', '.join(sorted(shared))}) as module globals"
                 )
     consts = constants(analysis, settings)
+    files: dict[int, str] = {}
     if fallback:
         cmd = CommandLineParams(unsupported=cmd.unsupported or fallback)
-    plan = ConfigPlan(cmd, settings, {}, fallback)
+    elif settings:
+        file_params, files = opened_files(settings, {p.field for p in cmd.params})
+        cmd.params += file_params
+    plan = ConfigPlan(cmd, settings, {}, fallback, files=files)
     for unit in analysis.units:
         up = unit_params(unit, analysis, cmd, settings if not fallback else [], consts)
         plan.units[unit.uid] = up

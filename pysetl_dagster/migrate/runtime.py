@@ -128,6 +128,11 @@ class CommandLine:
         return {**values, **vars(parsed)}
 
 
+def setting(config: Any, name: str, default: Any) -> Any:
+    """A Config field of the Factory running the settings code, else the script's value."""
+    return getattr(config, name, default) if config is not None else default
+
+
 def run_settings(
     script: str, argv: list[str], settings: Callable[[], Mapping[str, Any]]
 ) -> dict[str, Any]:
