@@ -59,19 +59,39 @@ def _copy(name: str, as_name: str, folder: Path) -> Path:
     return target
 
 
-def _run(defs: Any, job: str, ops: dict[str, dict[str, Any]]) -> None:
+def _migrated(name: str, as_name: str, tmp_path: Path) -> tuple[Path, str]:
+    """Migrate a corpus script (as `as_name`) into `tmp_path/out`: (out, pipeline.py text)."""
+    out = tmp_path / "out"
+    _migrate(_copy(name, as_name, tmp_path / "src"), out)
+    return out, (out / as_name / "pipeline.py").read_text()
+
+
+def _run(
+    out: Path, package: str, ops: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run the generated package's asset job with each op's Config (the Launchpad's run
+    config), storing Factory outputs under `out/storage`."""
+    monkeypatch.setenv("PYSETL_DAGSTER_STORAGE", str(out / "storage"))
     run_config = {"ops": {op: {"config": values} for op, values in ops.items()}}
-    result = defs.resolve_job_def(job).execute_in_process(run_config=run_config)
-    assert result.success
+    with _imported(out, f"{package}.definitions") as module:
+        job = module.defs.resolve_job_def(f"{package}_assets")
+        assert job.execute_in_process(run_config=run_config).success
+
+
+def _text_rows(folder: Path, header: str = "") -> list[str]:
+    """The lines Spark wrote as CSV/text part files (a header line left out)."""
+    return [
+        line
+        for part in sorted(folder.glob("part-*"))
+        for line in part.read_text().splitlines()
+        if line and not (header and line.startswith(header))
+    ]
 
 
 def test_hard_coded_paths_are_config_with_the_script_values_as_defaults(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = _copy("linear_orders", "cfg_linear", tmp_path / "src")
-    out = tmp_path / "out"
-    _migrate(source, out)
-    code = (out / "cfg_linear" / "pipeline.py").read_text()
+    out, code = _migrated("linear_orders", "cfg_linear", tmp_path)
     assert 'orders_path: str = "data/orders.csv"' in code
     assert 'output_path: str = "out/linear_orders/daily"' in code
     assert "spark.read.csv(self.config.orders_path, header=True, inferSchema=True)" in code
@@ -99,16 +119,11 @@ def test_hard_coded_paths_are_config_with_the_script_values_as_defaults(
         "1,7,2024-05-01,completed,3\n2,8,2024-05-01,completed,4\n3,9,2024-05-02,cancelled,1\n"
     )
     written = tmp_path / "daily"
-    monkeypatch.setenv("PYSETL_DAGSTER_STORAGE", str(tmp_path / "storage"))
-    with _imported(out, "cfg_linear.definitions") as module:
-        _run(
-            module.defs,
-            "cfg_linear_assets",
-            {
-                "read_orders": {"orders_path": str(orders)},
-                "write_daily": {"output_path": str(written)},
-            },
-        )
+    ops = {
+        "read_orders": {"orders_path": str(orders)},
+        "write_daily": {"output_path": str(written)},
+    }
+    _run(out, "cfg_linear", ops, monkeypatch)
     rows = spark.read.parquet(str(written)).collect()
     assert [(str(r.order_date), r["items"], r.customers) for r in rows] == [("2024-05-01", 7, 2)]
 
@@ -116,10 +131,7 @@ def test_hard_coded_paths_are_config_with_the_script_values_as_defaults(
 def test_argparse_arguments_are_typed_config_and_the_script_parses_them(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = _copy("argparse_paths", "cfg_argparse", tmp_path / "src")
-    out = tmp_path / "out"
-    _migrate(source, out)
-    code = (out / "cfg_argparse" / "pipeline.py").read_text()
+    out, code = _migrated("argparse_paths", "cfg_argparse", tmp_path)
     assert "limit: int = 2" in code and 'orders: str = "data/orders.csv"' in code
     assert "args = parse_args()" in code  # the script's own parsing, run on the Config
 
@@ -144,26 +156,16 @@ def test_argparse_arguments_are_typed_config_and_the_script_parses_them(
             pipeline.script_values(["--limit", "many"])  # argparse's own exit, named
 
     written = tmp_path / "top"
-    monkeypatch.setenv("PYSETL_DAGSTER_STORAGE", str(tmp_path / "storage"))
     data = CORPUS / "data"
-    with _imported(out, "cfg_argparse.definitions") as module:
-        _run(
-            module.defs,
-            "cfg_argparse_assets",
-            {
-                "read_orders": {"orders": str(data / "orders.csv")},
-                "read_products": {"products": str(data / "products.csv")},
-                "top": {"limit": 1},
-                "write_top": {"output": str(written)},
-            },
-        )
-    lines = [
-        line
-        for part in sorted(written.glob("part-*"))
-        for line in part.read_text().splitlines()
-        if line and not line.startswith("product_id")
-    ]
-    assert len(lines) == 1  # --limit 1 reached the script's `.limit(args.limit)`
+    ops: dict[str, dict[str, Any]] = {
+        "read_orders": {"orders": str(data / "orders.csv")},
+        "read_products": {"products": str(data / "products.csv")},
+        "top": {"limit": 1},
+        "write_top": {"output": str(written)},
+    }
+    _run(out, "cfg_argparse", ops, monkeypatch)
+    # --limit 1 reached the script's `.limit(args.limit)`
+    assert len(_text_rows(written, header="product_id")) == 1
 
 
 def test_verify_uses_the_users_inputs_and_command_line(tmp_path: Path) -> None:
@@ -248,10 +250,7 @@ def test_an_entry_point_that_returns_early_is_reported(tmp_path: Path) -> None:
 def test_a_config_file_the_script_opens_is_read_at_run_time_from_config(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = _copy("fixed_config_file", "cfg_file", tmp_path / "src")
-    out = tmp_path / "out"
-    _migrate(source, out)
-    code = (out / "cfg_file" / "pipeline.py").read_text()
+    out, code = _migrated("fixed_config_file", "cfg_file", tmp_path)
     assert 'job_file: str = "config/job.json"' in code
     # Nothing is opened at import: the package loads from any folder.
     monkeypatch.chdir(tmp_path)
@@ -260,23 +259,13 @@ def test_a_config_file_the_script_opens_is_read_at_run_time_from_config(
         json.dumps({"inputs": {"orders": str(CORPUS / "data" / "orders.csv")}, "min_quantity": 3})
     )
     written = tmp_path / "large"
-    monkeypatch.setenv("PYSETL_DAGSTER_STORAGE", str(tmp_path / "storage"))
-    with _imported(out, "cfg_file.definitions") as module:
-        _run(
-            module.defs,
-            "cfg_file_assets",
-            {
-                "read_orders": {"job_file": str(settings)},
-                "large": {"job_file": str(settings)},
-                "write_large": {"output_path": str(written)},
-            },
-        )
-    quantities = [
-        int(line.split(",")[1])
-        for part in written.glob("part-*")
-        for line in part.read_text().splitlines()
-        if line
-    ]
+    ops = {
+        "read_orders": {"job_file": str(settings)},
+        "large": {"job_file": str(settings)},
+        "write_large": {"output_path": str(written)},
+    }
+    _run(out, "cfg_file", ops, monkeypatch)
+    quantities = [int(line.split(",")[1]) for line in _text_rows(written)]
     expected = [
         int(row["quantity"])
         for row in csv.DictReader((CORPUS / "data" / "orders.csv").open())

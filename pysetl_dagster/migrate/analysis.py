@@ -291,7 +291,8 @@ class _Source:
         )
 
 
-def _parse_stmt(code: str) -> ast.Module:
+def parse_statement(code: str) -> ast.Module:
+    """`ast` of one statement's code (dedented when it came from inside a function)."""
     import textwrap
 
     try:
@@ -327,12 +328,12 @@ def analyze(
     for node in module.body:
         if isinstance(node, cst.FunctionDef):
             functions[node.name.value] = node
-            function_ast[node.name.value] = _parse_stmt(module.code_for_node(node)).body[0]  # type: ignore[assignment]
+            function_ast[node.name.value] = parse_statement(module.code_for_node(node)).body[0]  # type: ignore[assignment]
         elif _is_main_guard(node):
             assert isinstance(node, cst.If)
             body = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
             for inner in body:
-                tree = _parse_stmt(module.code_for_node(inner))
+                tree = parse_statement(module.code_for_node(inner))
                 call = _entry_call(tree.body[0] if tree.body else None, functions)
                 if call is not None and entry is None:
                     assert isinstance(call.func, ast.Name)
@@ -353,7 +354,7 @@ def analyze(
                         synthetic_lines[id(node)] = line
                         flow_nodes.append((node, False))
                     fn_body = list(fn.body.body if isinstance(fn.body, cst.IndentedBlock) else [])
-                    last = _parse_stmt(module.code_for_node(fn_body[-1])) if fn_body else None
+                    last = parse_statement(module.code_for_node(fn_body[-1])) if fn_body else None
                     if last is not None and last.body and isinstance(last.body[0], ast.Return):
                         notes.append(
                             f"{_pos(line_map, src.positions[fn_body[-1]].start.line)}: what "
@@ -364,7 +365,7 @@ def analyze(
                     for s in fn_body:
                         if any(
                             isinstance(n, ast.Return)
-                            for n in _walk_flow(_parse_stmt(module.code_for_node(s)))
+                            for n in _walk_flow(parse_statement(module.code_for_node(s)))
                         ):
                             problems.append(
                                 Problem(
@@ -425,7 +426,7 @@ def analyze(
     # Pass 1: names, sessions, blocking constructs.
     views: set[str] = set()
     for st in statements:
-        tree = _parse_stmt(st.code)
+        tree = parse_statement(st.code)
         loads, stores, mutated = _names(tree)
         st.uses, st.defs, st.mutates = loads, stores | mutated, mutated
         if _is_builder(tree):
@@ -455,7 +456,7 @@ def analyze(
         for st in statements:
             if st.kind == "session":
                 continue
-            tree = _parse_stmt(st.code)
+            tree = parse_statement(st.code)
             touches = (
                 bool(st.uses & data)
                 or _has_read(tree)
@@ -480,7 +481,7 @@ def analyze(
     for st in statements:
         if st.kind != "data":
             continue
-        tree = _parse_stmt(st.code)
+        tree = parse_statement(st.code)
         _classify(st, tree, data, spark_names, writes_in, views, defined_views, problems)
 
     config = _config_of(text)

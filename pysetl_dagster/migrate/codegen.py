@@ -16,12 +16,11 @@ import ast
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import libcst as cst
 
-from .analysis import Analysis, Statement, Unit
+from .analysis import Analysis, Statement, Unit, parse_statement
 from .params import ARGV_MARKERS, ConfigPlan, Param, UnitParams, plan_config
 
 
@@ -406,7 +405,7 @@ def _split_sinks(
     cut = len(stmts)
     while cut > 0 and output is not None:
         st = stmts[cut - 1]
-        tree = ast.parse(textwrap.dedent(st.code))
+        tree = parse_statement(st.code)
         writes_output_only = (
             st.is_sink
             and len(tree.body) == 1

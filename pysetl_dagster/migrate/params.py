@@ -27,7 +27,7 @@ from typing import Any
 
 import libcst as cst
 
-from .analysis import Analysis, Statement, Unit
+from .analysis import Analysis, Statement, Unit, parse_statement
 
 READ_TERMINALS = {"csv", "parquet", "json", "orc", "text", "load", "table"}
 WRITE_TERMINALS = {"save", "saveAsTable", "insertInto", "parquet", "csv", "json", "orc", "text"}
@@ -193,7 +193,7 @@ def command_line(tree: ast.Module, prelude: list[Statement]) -> CommandLineParam
     argv_uses = [
         n
         for s in prelude
-        for n in ast.walk(_parse(s.code))
+        for n in ast.walk(parse_statement(s.code))
         if isinstance(n, ast.Attribute)
         and isinstance(n.value, ast.Name)
         and n.value.id == "sys"
@@ -214,7 +214,7 @@ def command_line(tree: ast.Module, prelude: list[Statement]) -> CommandLineParam
             isinstance(n, ast.Call)
             and isinstance(n.func, ast.Name)
             and _returns_args(tree, n.func.id)
-            for n in ast.walk(_parse(st.code))
+            for n in ast.walk(parse_statement(st.code))
         ):
             result.namespace_vars |= st.defs
     return result
@@ -305,7 +305,7 @@ def _argv_params(prelude: list[Statement], used: set[str], params: list[Param]) 
     """`x = sys.argv[N] if len(sys.argv) > N else "default"` and `x = sys.argv[N]`."""
     found: dict[int, Param] = {}
     for st in prelude:
-        tree = _parse(st.code)
+        tree = parse_statement(st.code)
         subs = [
             n
             for n in ast.walk(tree)
@@ -358,15 +358,6 @@ def _argv_index(node: ast.Subscript) -> int | None:
         if ok and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
     return None
-
-
-def _parse(code: str) -> ast.Module:
-    import textwrap
-
-    try:
-        return ast.parse(code)
-    except SyntaxError:
-        return ast.parse(textwrap.dedent(code))
 
 
 IO_CALL = re.compile(r"\bopen\(|\bjson\.loads?\(|\byaml\.(?:safe_)?load\(|\.read_text\(")
@@ -429,7 +420,7 @@ def helper_globals(analysis: Analysis) -> set[str]:
     for kind, node in analysis.helpers:
         if kind != "def":
             continue
-        tree = _parse(analysis.module.code_for_node(node))
+        tree = parse_statement(analysis.module.code_for_node(node))
         names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     return names
 
@@ -442,7 +433,7 @@ def constants(analysis: Analysis, settings: list[Statement]) -> dict[str, Param]
     for st in prelude:
         if not st.top_level or st in settings:
             continue
-        tree = _parse(st.code)
+        tree = parse_statement(st.code)
         stmt = tree.body[0] if tree.body else None
         if not (
             isinstance(stmt, ast.Assign)
@@ -589,7 +580,7 @@ def unit_params(
 
 
 def _assigned(st: Statement) -> str | None:
-    tree = _parse(st.code)
+    tree = parse_statement(st.code)
     stmt = tree.body[0] if tree.body else None
     if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
         target = stmt.targets[0]
@@ -618,7 +609,7 @@ def _namespace_fields(stmts: list[Statement], name: str, by_dest: dict[str, str]
     when the namespace itself is passed on."""
     attrs: set[str] = set()
     for st in stmts:
-        tree = _parse(st.code)
+        tree = parse_statement(st.code)
         parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
         for n in ast.walk(tree):
             if isinstance(n, ast.Name) and n.id == name:
