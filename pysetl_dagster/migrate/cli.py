@@ -47,7 +47,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument("--restore", metavar="DIR", help="bring back the previous result in DIR")
     cmd.add_argument("--interactive", action="store_true", help="review units before writing")
     cmd.add_argument("--inputs", help="folder the scripts' relative paths resolve in (verify)")
-    cmd.add_argument("--args", default="", help="command line given to every script (verify)")
+    cmd.add_argument(
+        "--args",
+        default="",
+        help="command line for every script; its pipeline gets it as Config defaults (verify)",
+    )
 
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
