@@ -52,6 +52,8 @@ BLOCKING_METHODS = {
     "take": "take() brings rows to the driver",
     "head": "head() brings rows to the driver",
 }
+LOGGERS = {"logging", "logger", "log", "LOGGER", "LOG", "_logger", "_log"}
+LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 DYNAMIC_CALLS = {"exec", "eval", "compile", "globals", "locals", "__import__", "vars"}
 VIEW_METHODS = {
     "createOrReplaceTempView",
@@ -400,6 +402,7 @@ def analyze(
     statements = [
         src.statement(n, i, t, synthetic_lines.get(id(n))) for i, (n, t) in enumerate(ordered)
     ]
+    imports = _explicit_star_imports(imports, src, notes, line_map)
     spark_imports = _pyspark_names(imports, module)
     spark_config: dict[str, str] = {}
     spark_names: set[str] = set()
@@ -416,12 +419,29 @@ def analyze(
                     )
                 )
 
+    # Helpers that read or write, by name: functions, and classes (a job object's methods).
+    classes = {
+        node.name.value: parse_statement(module.code_for_node(node))
+        for node in module.body
+        if isinstance(node, cst.ClassDef)
+    }
     writes_in: dict[str, bool] = {
-        name: _has_write(fn) for name, fn in function_ast.items() if name != entry
+        name: _has_write(fn)
+        for name, fn in [*function_ast.items(), *classes.items()]
+        if name != entry
     }
     reads_in: dict[str, bool] = {
-        name: _has_read(fn) for name, fn in function_ast.items() if name != entry
+        name: _has_read(fn)
+        for name, fn in [*function_ast.items(), *classes.items()]
+        if name != entry
     }
+    job_classes = sorted(n for n in classes if writes_in[n] or reads_in[n])
+    if job_classes:
+        notes.append(
+            f"{', '.join(job_classes)} read or write data inside their methods: each call stays "
+            "in one Factory (split the methods into functions that take and return DataFrames "
+            "for finer Factories)"
+        )
 
     # Pass 1: names, sessions, blocking constructs.
     views: set[str] = set()
@@ -441,6 +461,11 @@ def analyze(
                     value = call.args[1]
                     if key is not None and isinstance(value, ast.Constant):
                         spark_config[key] = str(value.value)
+            continue
+        conf = _conf_set(tree, spark_names)
+        if conf is not None:
+            st.kind, st.note = "session", "conf"
+            spark_config[conf[0]] = conf[1]
             continue
         for call in _calls(tree):
             chain = _attr_chain(call)
@@ -493,9 +518,15 @@ def analyze(
     for st in statements:
         if st.kind == "display":
             notes.append(
-                f"{_pos(line_map, st.start)}: `{_short(st.code)}` only shows data: dropped"
+                f"{_pos(line_map, st.start)}: `{_short(st.code)}` only shows or logs data: "
+                "dropped (Dagster's run logs carry each Factory's metrics)"
             )
-        if st.kind == "session":
+        if st.kind == "session" and st.note == "conf":
+            notes.append(
+                f"{_pos(line_map, st.start)}: `{_short(st.code)}` becomes spark_config "
+                "(the Dagster Spark resource's)"
+            )
+        elif st.kind == "session":
             notes.append(
                 f"{_pos(line_map, st.start)}: the SparkSession the script builds is replaced by "
                 "the Dagster Spark resource"
@@ -591,6 +622,22 @@ def _walk_flow(node: ast.AST) -> list[ast.AST]:
     return out
 
 
+def _conf_set(tree: ast.Module, spark_names: set[str]) -> tuple[str, str] | None:
+    """`spark.conf.set("key", "value")` with literal arguments: (key, value)."""
+    stmt = tree.body[0] if len(tree.body) == 1 else None
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return None
+    call = stmt.value
+    chain = _attr_chain(call)
+    args = [a.value for a in call.args if isinstance(a, ast.Constant)]
+    if len(chain) != 3 or chain[0] not in spark_names or chain[1:] != ["conf", "set"]:
+        return None
+    if len(args) != 2 or len(call.args) != 2:
+        return None
+    key, value = args
+    return str(key), str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _guard_line(src: _Source) -> int:
     for node in src.module.body:
         if _is_main_guard(node):
@@ -608,6 +655,62 @@ def _short(code: str) -> str:
     ]
     first = lines[0] if lines else ""
     return first if len(first) <= 70 else first[:67] + "..."
+
+
+def _explicit_star_imports(
+    imports: list[cst.BaseStatement],
+    src: _Source,
+    notes: list[str],
+    line_map: dict[int, str] | None,
+) -> list[cst.BaseStatement]:
+    """`from pyspark.sql.functions import *` becomes an import of the names the script uses
+    from it, so the generated code passes ruff (F403/F405) and says where each name comes
+    from. Names the star import shadowed (`sum`, `max`) still come from pyspark."""
+    import importlib
+
+    tree = ast.parse(src.module.code)
+    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)} | {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    providers: dict[str, str] = {}  # name -> the last star-imported module that has it
+    stars: list[tuple[int, str]] = []
+    for i, node in enumerate(imports):
+        parsed = ast.parse(src.module.code_for_node(node).strip()).body
+        for imp in parsed:
+            if not (
+                isinstance(imp, ast.ImportFrom)
+                and [a.name for a in imp.names] == ["*"]
+                and (imp.module or "").startswith("pyspark")
+                and len(parsed) == 1
+            ):
+                continue
+            try:
+                mod = importlib.import_module(imp.module or "")
+            except ImportError:
+                continue
+            public = getattr(mod, "__all__", None) or [n for n in dir(mod) if n[:1] != "_"]
+            for name in public:
+                providers[name] = imp.module or ""
+            stars.append((i, imp.module or ""))
+    out: list[cst.BaseStatement | None] = list(imports)
+    for i, module_name in stars:
+        names = sorted(n for n in loaded - defined if providers.get(n) == module_name)
+        node = imports[i]
+        line = _pos(line_map, src.positions[node].start.line)
+        if not names:
+            out[i] = None
+            notes.append(f"{line}: `from {module_name} import *` is unused: dropped")
+            continue
+        new = cst.parse_statement(f"from {module_name} import {', '.join(names)}\n")
+        if isinstance(node, cst.SimpleStatementLine) and isinstance(new, cst.SimpleStatementLine):
+            new = new.with_changes(leading_lines=node.leading_lines)
+        out[i] = new
+        notes.append(
+            f"{line}: `from {module_name} import *` becomes an import of the "
+            f"{len(names)} names the script uses from it"
+        )
+    return [node for node in out if node is not None]
 
 
 def _pyspark_names(imports: list[cst.BaseStatement], module: cst.Module) -> set[str]:
@@ -678,8 +781,10 @@ def _classify(
         if isinstance(value, ast.Call):
             chain = _attr_chain(value)
             last = chain[-1] if chain else ""
-            shows = last in DISPLAY_METHODS or (
-                isinstance(value.func, ast.Name) and value.func.id in {"print", "display"}
+            shows = (
+                last in DISPLAY_METHODS
+                or (isinstance(value.func, ast.Name) and value.func.id in {"print", "display"})
+                or (len(chain) == 2 and chain[0] in LOGGERS and last in LOG_METHODS)
             )
             if shows and not _has_write(value):
                 st.kind = "display"
