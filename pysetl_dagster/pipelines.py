@@ -40,8 +40,9 @@ from .diagram import mermaid_diagram
 from .errors import PySetlDefinitionError
 from .graph import PipelineGraph
 from .io_managers import SparkParquetIOManager
-from .links import UpstreamAsset, missing_links
+from .links import UpstreamAsset, link_of, missing_links
 from .naming import snake_case
+from .observation import build_input_observation
 from .ops import build_stage_job
 from .partitions import (
     latest_partition_schedule,
@@ -304,6 +305,24 @@ def default_storage_path() -> str:
     return os.path.join(os.environ.get("DAGSTER_HOME", os.getcwd()), "pysetl_storage")
 
 
+def _observable_inputs(
+    assets: list[AssetsDefinition | AssetSpec], pipelines: Sequence[PySetlPipelineDefinitions]
+) -> list[AssetsDefinition | AssetSpec]:
+    """The pipelines' own external inputs (each key once) become one observable source asset
+    definition, so the UI can tell when an input file changed (see `observation`)."""
+    externals = {
+        spec.key: ext
+        for p in pipelines
+        for ext, spec in p.translated.external_specs.items()
+        if link_of(ext) is None
+    }
+    sources = [a for a in assets if isinstance(a, AssetSpec) and a.key in externals]
+    if not sources:
+        return assets
+    observation = build_input_observation({externals[s.key]: s for s in sources})
+    return [a for a in assets if not any(a is s for s in sources)] + [observation]
+
+
 def build_definitions(
     *pipelines: PySetlPipelineDefinitions,
     resources: Mapping[str, Any] | None = None,
@@ -366,6 +385,7 @@ def build_definitions(
         )
     # A multi-key definition appears once per key in `merged`; keep each object once, in order.
     unique = list({id(asset): asset for _, asset in merged.values()}.values())
+    unique = _observable_inputs(unique, pipelines)
 
     if profile is None:
         all_resources: dict[str, Any] = {

@@ -308,3 +308,46 @@ def test_ui_second_run_is_cached_and_an_edit_reruns_only_that_factory(
     assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
     cached = _cached(dagster_dev, run_id)
     assert [k for k in RETAIL if not cached[k]] == ["top_products"]
+
+
+def _observe(client: DagsterGraphQLClient, *keys: str) -> None:
+    """What the UI's "Observe sources" launches: the observation of these source assets."""
+    params = {
+        "selector": {
+            "repositoryLocationName": "definitions",
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": [k]} for k in keys],
+            "assetCheckSelection": [],
+        },
+        "mode": "default",
+        "executionMetadata": {"tags": []},
+    }
+    launched = client._execute(LAUNCH_CHECK, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    assert _wait(client, launched["run"]["runId"], 240) == "SUCCESS"
+
+
+def test_ui_observing_a_changed_input_file_marks_its_factory_stale(
+    dagster_dev: DagsterGraphQLClient,
+) -> None:
+    """External inputs are observable sources: after orders.csv changes and is observed, the
+    UI shows CleanOrders stale (it was fresh), and the next run recomputes it."""
+    _observe(dagster_dev, "orders_csv", "customers_csv")
+    run_id = dagster_dev.submit_job_execution("retail_assets")
+    assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
+    assert _stale(dagster_dev)["clean_orders"] == "FRESH"
+
+    orders = dagster_dev.project / "definitions" / "data" / "orders.csv"  # type: ignore[attr-defined]
+    st = orders.stat()
+    os.utime(orders, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))  # rewritten in place
+    _observe(dagster_dev, "orders_csv", "customers_csv")
+    stale = _stale(dagster_dev)
+    assert stale["clean_orders"] == "STALE"
+    assert stale["clean_customers"] == "FRESH"
+
+    run_id = dagster_dev.submit_job_execution("retail_assets")
+    assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
+    cached = _cached(dagster_dev, run_id)
+    assert not cached["clean_orders"] and cached["clean_customers"]
+    assert _stale(dagster_dev)["clean_orders"] == "FRESH"
