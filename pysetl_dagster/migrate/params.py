@@ -536,7 +536,7 @@ class UnitParams:
 
     params: list[Param] = field(default_factory=list)
     settings_names: list[str] = field(default_factory=list)  # bound from script_values()
-    paths: dict[int, tuple[PathLiteral, Param]] = field(default_factory=dict)  # id(node) ->
+    paths: dict[int, tuple[PathLiteral, Param]] = field(default_factory=dict)  # by id(literal)
 
 
 def unit_params(
