@@ -542,17 +542,8 @@ class SparkParquetIOManager(ConfigurableIOManager):
         self, asset_key: AssetKey, partition_key: str | None, record: Mapping[str, Any]
     ) -> StoredVersion:
         """A stored, published version described by its manifest record (nothing is read)."""
-        observed = {"__rows": record["rows"]} if record.get("rows") is not None else {}
-        return StoredVersion(
-            self.asset_dir(asset_key, partition_key),
-            str(record["version"]),
-            str(record.get("format", "parquet")),
-            asset_key,
-            observed,
-            record.get("schema"),
-            published=True,
-            cached=True,
-        )
+        location = self.asset_dir(asset_key, partition_key)
+        return replace(_stored_of(location, asset_key, record), cached=True)
 
     def invalidate(self, asset_key: AssetKey, partition_key: str | None = None) -> bool:
         """Make every stored version of an asset ineligible for reuse; the data stays current

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster_graphql import DagsterGraphQLClient
@@ -147,6 +148,28 @@ query RunChecks($runId: ID!) {
 """
 
 
+def _launch_selection(
+    client: DagsterGraphQLClient,
+    assets: list[dict[str, Any]] | None = None,
+    checks: list[dict[str, Any]] | None = None,
+) -> str:
+    """Launch the implicit asset job on a selection, as the UI's asset pages do; the run id."""
+    params = {
+        "selector": {
+            "repositoryLocationName": "definitions",
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": assets or [],
+            "assetCheckSelection": checks or [],
+        },
+        "mode": "default",
+        "executionMetadata": {"tags": []},
+    }
+    launched = client._execute(LAUNCH_CHECK, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return str(launched["run"]["runId"])
+
+
 def test_ui_shows_checks_and_runs_one_alone(dagster_dev: DagsterGraphQLClient) -> None:
     """As the asset page's Checks tab does: list the checks, then execute one on its own,
     against the stored output (runs after test_ui_materializes_the_pipeline)."""
@@ -157,22 +180,8 @@ def test_ui_shows_checks_and_runs_one_alone(dagster_dev: DagsterGraphQLClient) -
     )
     assert checks["status__isin"]["blocking"]
 
-    params = {
-        "selector": {
-            "repositoryLocationName": "definitions",
-            "repositoryName": "__repository__",
-            "jobName": "__ASSET_JOB",
-            "assetSelection": [],
-            "assetCheckSelection": [
-                {"assetKey": {"path": ["clean_orders"]}, "name": "status__isin"}
-            ],
-        },
-        "mode": "default",
-        "executionMetadata": {"tags": []},
-    }
-    launched = dagster_dev._execute(LAUNCH_CHECK, {"params": params})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
+    check = {"assetKey": {"path": ["clean_orders"]}, "name": "status__isin"}
+    run_id = _launch_selection(dagster_dev, checks=[check])
     assert _wait(dagster_dev, run_id, 240) == "SUCCESS"
     events = dagster_dev._execute(RUN_CHECKS, {"runId": run_id})["logsForRun"]["events"]
     evaluations = [e["evaluation"] for e in events if "evaluation" in e]
@@ -273,6 +282,13 @@ def _stale(client: DagsterGraphQLClient) -> dict[str, str]:
     return {"/".join(n["assetKey"]["path"]): n["staleStatus"] for n in nodes}
 
 
+def _materialize_retail(client: DagsterGraphQLClient) -> dict[str, bool]:
+    """Run `retail_assets` as the UI's Materialize all does; which assets it reused."""
+    run_id = client.submit_job_execution("retail_assets")
+    assert _wait(client, run_id, 300) == "SUCCESS"
+    return _cached(client, run_id)
+
+
 RETAIL = [
     "clean_customers", "clean_orders", "clean_products", "enriched_orders",
     "revenue_by_country", "customer_lifetime_value", "top_products",
@@ -284,9 +300,7 @@ def test_ui_second_run_is_cached_and_an_edit_reruns_only_that_factory(
 ) -> None:
     """Runs after test_ui_materializes_the_pipeline: materializing again reuses every stored
     version; the UI's staleness agrees; editing TopProducts re-runs it alone."""
-    run_id = dagster_dev.submit_job_execution("retail_assets")
-    assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
-    cached = _cached(dagster_dev, run_id)
+    cached = _materialize_retail(dagster_dev)
     assert {k: cached[k] for k in RETAIL} == dict.fromkeys(RETAIL, True)
     assert {k: _stale(dagster_dev)[k] for k in RETAIL} == dict.fromkeys(RETAIL, "FRESH")
 
@@ -304,28 +318,14 @@ def test_ui_second_run_is_cached_and_an_edit_reruns_only_that_factory(
     assert stale["top_products"] == "STALE"
     assert stale["enriched_orders"] == "FRESH"
 
-    run_id = dagster_dev.submit_job_execution("retail_assets")
-    assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
-    cached = _cached(dagster_dev, run_id)
+    cached = _materialize_retail(dagster_dev)
     assert [k for k in RETAIL if not cached[k]] == ["top_products"]
 
 
 def _observe(client: DagsterGraphQLClient, *keys: str) -> None:
     """What the UI's "Observe sources" launches: the observation of these source assets."""
-    params = {
-        "selector": {
-            "repositoryLocationName": "definitions",
-            "repositoryName": "__repository__",
-            "jobName": "__ASSET_JOB",
-            "assetSelection": [{"path": [k]} for k in keys],
-            "assetCheckSelection": [],
-        },
-        "mode": "default",
-        "executionMetadata": {"tags": []},
-    }
-    launched = client._execute(LAUNCH_CHECK, {"params": params})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    assert _wait(client, launched["run"]["runId"], 240) == "SUCCESS"
+    run_id = _launch_selection(client, assets=[{"path": [k]} for k in keys])
+    assert _wait(client, run_id, 240) == "SUCCESS"
 
 
 def test_ui_observing_a_changed_input_file_marks_its_factory_stale(
@@ -334,8 +334,7 @@ def test_ui_observing_a_changed_input_file_marks_its_factory_stale(
     """External inputs are observable sources: after orders.csv changes and is observed, the
     UI shows CleanOrders stale (it was fresh), and the next run recomputes it."""
     _observe(dagster_dev, "orders_csv", "customers_csv")
-    run_id = dagster_dev.submit_job_execution("retail_assets")
-    assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
+    _materialize_retail(dagster_dev)
     assert _stale(dagster_dev)["clean_orders"] == "FRESH"
 
     orders = dagster_dev.project / "definitions" / "data" / "orders.csv"  # type: ignore[attr-defined]
@@ -346,8 +345,6 @@ def test_ui_observing_a_changed_input_file_marks_its_factory_stale(
     assert stale["clean_orders"] == "STALE"
     assert stale["clean_customers"] == "FRESH"
 
-    run_id = dagster_dev.submit_job_execution("retail_assets")
-    assert _wait(dagster_dev, run_id, 300) == "SUCCESS"
-    cached = _cached(dagster_dev, run_id)
+    cached = _materialize_retail(dagster_dev)
     assert not cached["clean_orders"] and cached["clean_customers"]
     assert _stale(dagster_dev)["clean_orders"] == "FRESH"

@@ -50,11 +50,12 @@ class _Fill(cst.CSTTransformer):
         return updated_node
 
 
-class _PathsToConfig(cst.CSTTransformer):
-    """Hard-coded paths and tables in a Factory's statements read its Config instead."""
+class _LiteralsToConfig(cst.CSTTransformer):
+    """Literal strings (by node identity) become Config reads: `expressions` maps id(literal)
+    to the expression that replaces it; `{literal}` in it stands for the literal's own code."""
 
-    def __init__(self, fields: dict[int, str]) -> None:
-        self.fields = fields
+    def __init__(self, expressions: dict[int, str]) -> None:
+        self.expressions = expressions
 
     def leave_SimpleString(
         self, original_node: cst.SimpleString, updated_node: cst.SimpleString
@@ -67,8 +68,16 @@ class _PathsToConfig(cst.CSTTransformer):
         return self._swap(original_node, updated_node)
 
     def _swap(self, original: cst.BaseString, updated: cst.BaseString) -> cst.BaseExpression:
-        name = self.fields.get(id(original))
-        return cst.parse_expression(f"self.config.{name}") if name else updated
+        expression = self.expressions.get(id(original))
+        if expression is None:
+            return updated
+        literal = cst.Module(body=[]).code_for_node(original)
+        return cst.parse_expression(expression.replace("{literal}", literal))
+
+    def apply(self, nodes: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
+        if not self.expressions:
+            return nodes
+        return [n.visit(self) for n in nodes]  # type: ignore[misc]
 
 
 class _ScriptFile(cst.CSTTransformer):
@@ -435,32 +444,16 @@ def _bindings(stmts: list[Statement], params: UnitParams, local_spark: list[str]
 
 
 def _files_to_config(plan: ConfigPlan) -> list[cst.BaseStatement]:
-    """The settings statements; a file they open by a literal path reads the Config field."""
-    nodes = [s.node for s in plan.settings]
-    if not plan.files:
-        return nodes
-    fields = plan.files
-
-    class Swap(cst.CSTTransformer):
-        def leave_SimpleString(
-            self, original_node: cst.SimpleString, updated_node: cst.SimpleString
-        ) -> cst.BaseExpression:
-            name = fields.get(id(original_node))
-            return (
-                updated_node
-                if name is None
-                else cst.parse_expression(f"setting(pysetl_config, {name!r}, {updated_node.value})")
-            )
-
-    return [n.visit(Swap()) for n in nodes]  # type: ignore[misc]
+    """The settings statements; a file they open by a literal path reads the Config field
+    (the script's path when the Factory's Config has no such field)."""
+    expressions = {k: f"setting(pysetl_config, {f!r}, {{literal}})" for k, f in plan.files.items()}
+    return _LiteralsToConfig(expressions).apply([s.node for s in plan.settings])
 
 
 def _with_config(stmts: list[Statement], params: UnitParams) -> list[cst.BaseStatement]:
-    nodes = [s.node for s in stmts]
-    if params.paths:
-        swap = _PathsToConfig({k: p.field for k, (_, p) in params.paths.items()})
-        nodes = [n.visit(swap) for n in nodes]  # type: ignore[misc]
-    return nodes
+    """A Factory's statements; hard-coded paths and tables read its Config."""
+    expressions = {k: f"self.config.{p.field}" for k, (_, p) in params.paths.items()}
+    return _LiteralsToConfig(expressions).apply([s.node for s in stmts])
 
 
 def _without_blank_lead(nodes: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
