@@ -7,7 +7,11 @@
   dependency; on other systems only the Python process's lifetime peak is known.
 - Executor peak memory: what Spark itself reports (`peakMemoryMetrics` of each executor in its
   status store, the REST API's figure): the largest JVM heap + off-heap use of any executor
-  since the application started. Absent when Spark has not measured it yet.
+  since the application started. Spark fills it with executor heartbeats (the first lands
+  10-20 s after the session starts); until then, in local mode, where the driver JVM is the
+  only executor, the JVM's own memory pools give the figure (the sum of each pool's peak, an
+  upper bound of Spark's sampled one), so every materialization carries the same keys. On a
+  cluster it is absent until the first heartbeat.
 - `count_input_scans`: the Spark SQL scans of files under a path made by the jobs with a tag,
   from Spark's SQL status store (what the SQL tab of the UI shows): used to prove a Factory's
   input is read once per materialization.
@@ -96,7 +100,14 @@ class DriverMemory:
 
 def executor_peak_memory_mb(spark: SparkSession | None) -> float | None:
     """The largest JVM heap + off-heap peak of any executor (the driver in local mode), as
-    Spark's status store reports it; None when Spark has no measurement yet."""
+    Spark's status store reports it; before Spark's first heartbeat, the local JVM's own pool
+    peaks; None on a cluster that has not reported yet."""
+    reported = spark_reported_peak_mb(spark)
+    return reported if reported is not None else local_jvm_peak_mb(spark)
+
+
+def spark_reported_peak_mb(spark: SparkSession | None) -> float | None:
+    """`peakMemoryMetrics` of each executor in Spark's status store (filled by heartbeats)."""
     sc = spark_context(spark)
     if sc is None:
         return None
@@ -115,6 +126,22 @@ def executor_peak_memory_mb(spark: SparkSession | None) -> float | None:
     except Exception:
         return None
     return best / 2**20 if best > 0 else None
+
+
+def local_jvm_peak_mb(spark: SparkSession | None) -> float | None:
+    """In local mode the driver JVM is the executor: the sum of its memory pools' peaks (heap
+    and non-heap, since the JVM started), read through JMX, no heartbeat needed."""
+    sc = spark_context(spark)
+    if sc is None:
+        return None
+    try:
+        if not str(sc.master).startswith("local"):
+            return None
+        pools = sc._jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
+        total = sum(int(pools.get(i).getPeakUsage().getUsed()) for i in range(pools.size()))
+    except Exception:
+        return None
+    return total / 2**20 if total > 0 else None
 
 
 def memory_metadata(spark: SparkSession | None, driver: DriverMemory) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Counted from Spark: the scans of a Factory's input file come from Spark's SQL st
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +25,12 @@ from pyspark.sql.types import DoubleType, LongType
 from typedspark import Column, DataSet, Schema
 
 from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline
-from pysetl_dagster.memory import count_input_scans, executor_peak_memory_mb
+from pysetl_dagster.memory import (
+    count_input_scans,
+    executor_peak_memory_mb,
+    local_jvm_peak_mb,
+    spark_reported_peak_mb,
+)
 from pysetl_dagster.observability import run_tag
 from tests.conftest import assert_same_data
 
@@ -107,7 +114,7 @@ def _wait_for_executor_metrics(spark: SparkSession, timeout: float = 30) -> None
     """Spark reports executor memory with its heartbeats (every 10 s by default): in a fresh
     session, wait (bounded) for the first, so the metadata below must carry it."""
     deadline = time.monotonic() + timeout
-    while executor_peak_memory_mb(spark) is None and time.monotonic() < deadline:
+    while spark_reported_peak_mb(spark) is None and time.monotonic() < deadline:
         spark.range(10).count()
         time.sleep(0.5)
 
@@ -147,6 +154,46 @@ def test_own_sink_computed_once(
     meta = event.materialization.metadata
     assert 50 < _float(meta, "pysetl/driver_peak_rss_mb") < 64_000  # Python + its JVM
     assert 0 < _float(meta, "spark/executor_peak_memory_mb") < 64_000
+    assert spark_reported_peak_mb(spark) is not None  # the figure above is Spark's own
+
+
+def test_local_jvm_peak_bounds_sparks_figure(spark: SparkSession) -> None:
+    _wait_for_executor_metrics(spark)
+    reported = spark_reported_peak_mb(spark)
+    local = local_jvm_peak_mb(spark)
+    assert reported is not None and local is not None
+    # per-pool peaks summed: never below Spark's sampled heap + non-heap figure
+    assert reported <= local < 64_000
+    assert executor_peak_memory_mb(spark) == reported
+    assert executor_peak_memory_mb(None) is None
+
+
+_BEFORE_HEARTBEAT = """
+from pyspark.sql import SparkSession
+from pysetl_dagster.memory import executor_peak_memory_mb, spark_reported_peak_mb
+spark = (SparkSession.builder.master("local[1]")
+         .config("spark.executor.heartbeatInterval", "100s")
+         .config("spark.network.timeout", "200s")
+         .config("spark.ui.enabled", "false").getOrCreate())
+spark.range(1000).count()
+print(spark_reported_peak_mb(spark), executor_peak_memory_mb(spark))
+spark.stop()
+"""
+
+
+def test_local_executor_peak_is_known_before_the_first_heartbeat() -> None:
+    """A fresh session whose first heartbeat is far away: the local JVM's pool peaks stand in,
+    so the metadata keys of a materialization never depend on timing."""
+    out = subprocess.run(
+        [sys.executable, "-c", _BEFORE_HEARTBEAT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.split()
+    reported, figure = out[-2], out[-1]
+    assert reported == "None"
+    assert 0 < float(figure) < 64_000
 
 
 def test_inline_own_sink_scans_twice(spark: SparkSession, events: Path, storage: Path) -> None:
