@@ -42,7 +42,7 @@ def main() -> None:
         names: set[str] = set()
         results = [analyse(p, names) for p in discover(args.corpus)]
         for r in results:
-            render(r, scratch)
+            render(r, scratch, out)
         write_outputs(out, all_files(results), force=False)
         analysed_s = time.perf_counter() - start
         verify_results(results, out, Path(tmp) / "verify")

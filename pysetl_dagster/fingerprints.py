@@ -295,15 +295,20 @@ def _remote_fingerprint(uri: str) -> str:
         raise Unfingerprintable(f"{uri} is remote and no SparkSession is active to list it")
     jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(conf)
-    if not fs.exists(path):
-        return f"missing:{uri}"
-    files = fs.listFiles(path, True)
     entries = []
-    while files.hasNext():
-        st = files.next()
-        entries.append(f"{st.getPath().toString()}:{st.getLen()}:{st.getModificationTime()}")
+    try:
+        path = jvm.org.apache.hadoop.fs.Path(uri)
+        fs = path.getFileSystem(conf)
+        if not fs.exists(path):
+            return f"missing:{uri}"
+        files = fs.listFiles(path, True)
+        while files.hasNext():
+            st = files.next()
+            entries.append(f"{st.getPath().toString()}:{st.getLen()}:{st.getModificationTime()}")
+    except Exception as exc:  # no connector on the classpath, no credentials, no network
+        reason = str(exc).strip().splitlines()
+        detail = next((line for line in reason if "Exception" in line), reason[0] if reason else "")
+        raise Unfingerprintable(f"{uri} cannot be listed: {detail.strip()[:200]}") from exc
     return f"uri:{uri}:" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
 
 

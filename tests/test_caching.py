@@ -434,6 +434,43 @@ def test_input_without_fingerprint_always_recomputes_and_says_so(
         assert "incomplete" in str(metadata["pysetl/cache_reason"].value)
 
 
+def test_a_uri_that_cannot_be_listed_recomputes_and_says_so(resources: dict[str, Any]) -> None:
+    """A Factory naming an `s3a://` location with no S3 connector on the classpath (or no
+    credentials): the run still succeeds, and the cache says why it could not skip."""
+    from typing import Self
+
+    from pysetl.workflow import Factory, Pipeline, Stage
+    from pyspark.sql import DataFrame
+
+    class ToBucket(Factory[DataFrame]):
+        EXPORT = "s3a://legacy-bucket/exports/daily"
+
+        def read(self) -> Self:
+            return self
+
+        def process(self) -> Self:
+            self.df = SparkSession.builder.getOrCreate().range(2)
+            return self
+
+        def write(self) -> Self:
+            return self
+
+        def get(self) -> DataFrame:
+            return self.df
+
+    assets = pysetl_pipeline(
+        Pipeline().add_stage(Stage().add_factory(ToBucket())), name="uri"
+    ).assets
+    for _ in range(2):
+        result = materialize(assets, resources)
+        assert cached_by_asset(result) == {"to_bucket": False}
+        metadata = result.asset_materializations_for_node("to_bucket")[0].metadata
+        missing = metadata["pysetl/cache_missing"].value
+        assert isinstance(missing, dict) and list(missing) == ["code"], missing
+        assert "s3a://legacy-bucket/exports/daily cannot be listed" in missing["code"], missing
+        assert "S3AFileSystem" in missing["code"], missing
+
+
 def test_cache_cli_lists_shows_and_invalidates_downstream(
     resources: dict[str, Any], storage: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

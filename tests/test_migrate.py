@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -281,3 +282,20 @@ def test_star_imports_logging_and_session_config(migrated: tuple[Path, int, str]
     report = (out / "reports" / "star_import_logging.md").read_text()
     assert '`logger.info("read %d orders", orders.count())` only shows or logs data' in report
     assert '`spark.conf.set("spark.sql.shuffle.partitions", "3")` becomes spark_config' in report
+
+
+def test_script_file_is_found_from_the_generated_package(migrated: tuple[Path, int, str]) -> None:
+    """`__file__` becomes SCRIPT_FILE, a path relative to the generated package: a clone of
+    both elsewhere still points at the script (and the package verified equal above)."""
+    out, _, _ = migrated
+    code = (out / "script_dir_paths" / "pipeline.py").read_text()
+    found = re.findall(r"SCRIPT_FILE = script_file\(\s*__name__, ['\"]([^'\"]+)['\"]", code)
+    assert len(found) == 1 and not Path(found[0]).is_absolute(), code
+    sys.path.insert(0, str(out))
+    try:
+        module = importlib.import_module("script_dir_paths.pipeline")
+    finally:
+        sys.path.remove(str(out))
+        for name in [m for m in sys.modules if m.startswith("script_dir_paths")]:
+            del sys.modules[name]
+    assert Path(module.SCRIPT_FILE) == (CORPUS / "script_dir_paths.py").resolve()

@@ -272,3 +272,43 @@ def test_a_config_file_the_script_opens_is_read_at_run_time_from_config(
         if int(row["quantity"]) >= 6
     ]
     assert sorted(quantities) == sorted(expected) and quantities  # THRESHOLD = 3 * 2
+
+
+_ABSOLUTE_PATHS = '''"""Nightly job with the warehouse's absolute locations."""
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+spark = SparkSession.builder.appName("nightly").getOrCreate()
+orders = spark.read.csv("{landing}/orders.csv", header=True, inferSchema=True)
+daily = orders.groupBy("day").agg(F.sum("amount").alias("total"))
+daily.write.mode("overwrite").parquet("{warehouse}/daily")
+reloaded = spark.read.parquet("{warehouse}/daily")
+big = reloaded.filter(F.col("total") > 5)
+big.write.mode("overwrite").json("s3a://legacy-bucket/exports/big_days")
+daily.write.mode("overwrite").option("header", True).csv("data/exports/daily")
+'''
+
+
+def test_verify_keeps_writes_outside_its_folder_in_the_sandbox(tmp_path: Path) -> None:
+    """Absolute paths and URIs the script writes are never written for real by `--verify`:
+    both sides write them into their sandboxes, where they are compared."""
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    landing.mkdir()
+    (landing / "orders.csv").write_text("day,amount\nmon,4\nmon,3\ntue,2\nwed,9\n")
+    src = tmp_path / "src"
+    (src / "data").mkdir(parents=True)  # the inputs folder holds `data`: a write goes into it
+    (src / "data" / "README").write_text("lookup files\n")
+    script = src / "cfg_absolute.py"
+    script.write_text(_ABSOLUTE_PATHS.format(landing=landing, warehouse=warehouse))
+    out = tmp_path / "out"
+    printed = _migrate(script, out, "--verify")
+    report = (out / "reports" / "cfg_absolute.md").read_text()
+    assert "**Equal**" in report, printed + report
+    daily = f"_outside/{str(warehouse).lstrip('/')}/daily"
+    # the script's read-back of its own output read the sandbox copy: 2 of 3 days are > 5
+    assert f"`{daily}` (3 rows)" in report, report
+    assert "`_outside/s3a/legacy-bucket/exports/big_days` (2 lines)" in report, report
+    assert f"- `{warehouse}/daily` as `{daily}`" in report, report
+    assert "`data/exports/daily` (4 lines)" in report, report
+    assert not warehouse.exists()
+    assert sorted(p.name for p in (src / "data").iterdir()) == ["README"]

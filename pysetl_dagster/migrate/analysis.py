@@ -21,6 +21,7 @@ and a sink each stay their own Factory.
 from __future__ import annotations
 
 import ast
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -859,6 +860,16 @@ def _classify(
             if table:
                 st.defs.add(f"table:{table.lower()}")
                 st.uses.add(f"table:{table.lower()}")
+        location = _io_location(call, chain, spark_names)
+        if location is not None:
+            # A path written and read back later: reader and writer stay in order, in one
+            # Factory (like a table), never as a read of whatever was there before.
+            kind, path = location
+            if kind == "write":
+                st.defs.add(f"path:{path}")
+                st.uses.add(f"path:{path}")
+            else:
+                st.uses |= {f"path:{p}" for p in _with_parents(path)}
         if (
             isinstance(call.func, ast.Name)
             and call.func.id in {"open"}
@@ -899,6 +910,37 @@ def _classify(
             st.df_defs.add(target.id)
     elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
         st.df_defs.add(stmt.target.id)
+
+
+PATH_FORMATS = {"save", "load", "parquet", "csv", "json", "orc", "text"}
+
+
+def _io_location(call: ast.Call, chain: list[str], spark_names: set[str]) -> tuple[str, str] | None:
+    """("write" | "read", normalised literal path) of a file read or write, if literal."""
+    last = chain[-1] if chain else ""
+    if last not in PATH_FORMATS:
+        return None
+    if "write" in chain[:-1] and last != "load":
+        kind = "write"
+    elif chain[0] in spark_names and "read" in chain[:-1] and last != "save":
+        kind = "read"
+    else:
+        return None
+    arg = call.args[0] if call.args else None
+    if arg is None:
+        arg = next((k.value for k in call.keywords if k.arg == "path"), None)
+    text = _const_str(arg) if arg is not None else None
+    if not text:
+        return None
+    return kind, os.path.normpath(text).rstrip("/") or "/"
+
+
+def _with_parents(path: str) -> list[str]:
+    """`out/x/day=1` -> itself, `out/x`, `out`: a read of a partition depends on its table."""
+    found = [path]
+    while (parent := os.path.dirname(found[-1])) and parent not in (found[-1], "/"):
+        found.append(parent)
+    return found
 
 
 def _config_of(text: str) -> dict[str, str]:

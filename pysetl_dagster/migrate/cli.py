@@ -89,7 +89,7 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
                     progress.stop()
                     review(result.analysis, stdin, console)
                     progress.start()
-                render(result, Path(scratch))
+                render(result, Path(scratch), out)
                 results.append(result)
                 progress.advance(task)
         for r in results:

@@ -13,6 +13,7 @@ result is formatted and lint-fixed with ruff when it is installed.
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -124,8 +125,17 @@ def _ordered(units: list[Unit]) -> list[Unit]:
     return sorted(units, key=lambda u: (u.stage, u.uid))
 
 
-def generate(analysis: Analysis) -> dict[str, str]:
-    """File name -> text of the generated package."""
+def script_file_line(script: Path, package_dir: Path | None) -> str:
+    """`SCRIPT_FILE = ...`: found from the generated package by a relative path when the
+    package's folder is known, so moving both together (a clone elsewhere) keeps it valid."""
+    if package_dir is None:
+        return f"SCRIPT_FILE = {str(script.resolve())!r}"
+    relative = os.path.relpath(script.resolve(), package_dir.resolve())
+    return f"SCRIPT_FILE = script_file(__name__, {relative!r})"
+
+
+def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, str]:
+    """File name -> text of the generated package (`package_dir`: where it will live)."""
     bodies: dict[str, list[cst.BaseStatement]] = {}
 
     def slot(nodes: list[cst.BaseStatement]) -> str:
@@ -185,6 +195,7 @@ def generate(analysis: Analysis) -> dict[str, str]:
         "    setting,",
         "    script_args,",
         "    script_argv,",
+        "    script_file,",
         ")",
         "",
         f'ARGS_ENV = "{env}"',
@@ -195,7 +206,7 @@ def generate(analysis: Analysis) -> dict[str, str]:
         lines += [
             "# The script located files from its own path (`__file__`): they still resolve",
             "# against the original script.",
-            f"SCRIPT_FILE = {str(analysis.path.resolve())!r}",
+            script_file_line(analysis.path, package_dir),
         ]
     for name in sorted(analysis.module_spark_names):
         lines.append(f"{name} = ActiveSpark()")

@@ -101,22 +101,24 @@ def analyse(path: Path, names: set[str] | None = None) -> FileResult:
     analysis.notes = notes + analysis.notes
     if uses_script_file(analysis):
         analysis.notes.append(
-            f"the script uses `__file__`: it becomes `SCRIPT_FILE = '{path.resolve()}'`, so "
-            "paths built from it still point next to the original script (change it if the "
-            "pipeline moves to another machine)"
+            "the script uses `__file__`: it becomes `SCRIPT_FILE`, the original script's path "
+            "found from the generated package by a relative path, so paths built from it still "
+            "point next to the original script (move the two together)"
         )
     status = "migrated" if analysis.migratable else "reported"
     return FileResult(path, analysis.name, status, analysis, code=code, notes=analysis.notes)
 
 
-def render(result: FileResult, scratch: Path) -> None:
-    """Generate, format and lint the package of a migratable file into `result.files`."""
+def render(result: FileResult, scratch: Path, out: Path | None = None) -> None:
+    """Generate, format and lint the package of a migratable file into `result.files`
+    (`out`: the output folder it will be written to)."""
     if result.analysis is None:
         return
     if result.migratable:
         package = scratch / result.name
         package.mkdir(parents=True, exist_ok=True)
-        for name, text in generate(result.analysis).items():
+        package_dir = out / result.name if out is not None else None
+        for name, text in generate(result.analysis, package_dir).items():
             (package / name).write_text(text, encoding="utf-8")
         result.lint = format_package(package)
         for file in sorted(package.iterdir()):

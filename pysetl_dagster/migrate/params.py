@@ -560,8 +560,13 @@ def unit_params(
     for name in sorted(used & set(consts)):
         out.params.append(consts[name])
     taken |= {p.field for p in out.params}
+    by_value: dict[tuple[str, bool], Param] = {}  # a path written, then read back: one field
     for st in unit.statements:
         for lit in path_literals(st, analysis.spark_names):
+            same = by_value.get((lit.value, lit.is_table))
+            if same is not None:
+                out.paths[id(lit.node)] = (lit, same)
+                continue
             target = _assigned(st) if not lit.is_write else None
             base = "output" if lit.is_write else (target or "input")
             suffix = "table" if lit.is_table else "path"
@@ -576,6 +581,7 @@ def unit_params(
             )
             out.params.append(param)
             out.paths[id(lit.node)] = (lit, param)
+            by_value[(lit.value, lit.is_table)] = param
     return out
 
 

@@ -63,6 +63,9 @@ def render_report(result: FileResult) -> str:
         else:
             lines.append("**Different**:")
             lines += [f"- {d}" for d in result.verify.differences]
+        if result.verify is not None and result.verify.redirected:
+            lines += ["", "Writes outside the verification folder were kept in the sandbox:"]
+            lines += [f"- `{k}` as `{v}`" for k, v in sorted(result.verify.redirected.items())]
         if result.lint:
             lines += ["", "## ruff", ""] + [f"    {x}" for x in result.lint]
     lines += _configuration(result)

@@ -32,6 +32,15 @@ class ActiveSpark:
         return getattr(active_spark(), name)
 
 
+def script_file(module: str, relative: str) -> str:
+    """The original script's absolute path, from the generated module's own location (the
+    module named `module`, being imported) and the path between the two: they move together (a
+    clone elsewhere) and it still resolves."""
+    module_file = getattr(sys.modules[module], "__file__", None) or "."
+    here = os.path.dirname(os.path.abspath(module_file))
+    return os.path.normpath(os.path.join(here, relative))
+
+
 def script_args(env_var: str) -> list[str]:
     """The command line the original script would get, from `$env_var` (shell syntax)."""
     return shlex.split(os.environ.get(env_var, ""))

@@ -5,6 +5,9 @@ folder holding symlinks to every entry of the inputs folder (the script's folder
 so relative input paths resolve the same way while anything a run writes lands in its own
 sandbox. Several scripts share one process per side to keep JVM start-ups down.
 
+Writes outside a side's sandbox (absolute paths, URIs, `..`) are mapped into each side's
+sandbox under `_outside/` by the worker, never made for real (see `verify_worker.py`).
+
 A sink is a folder with Spark's `_SUCCESS` marker. Both sides must write the same sinks, and
 each pair must hold the same schema and the same rows in any order: Parquet/ORC through
 pyarrow (Hive partition folders included), CSV/JSON/text as the multiset of their lines.
@@ -44,6 +47,7 @@ class VerifyResult:
     sinks: list[str]
     differences: list[str]
     sizes: dict[str, str] = field(default_factory=dict)  # sink -> "3 rows" / "4 lines"
+    redirected: dict[str, str] = field(default_factory=dict)  # script's path -> sandbox sink
 
     def summary(self) -> str:
         if self.equal:
@@ -159,7 +163,10 @@ def _compare_item(
         differences += [f"sink {sink}: {d}" for d in diffs]
     if not sinks_a and not differences:
         differences.append("the original script wrote no sink (no folder with _SUCCESS)")
-    return VerifyResult(item.name, not differences, sorted(sinks_a | sinks_b), differences, sizes)
+    redirected = {**generated.get("redirected", {}), **original.get("redirected", {})}
+    return VerifyResult(
+        item.name, not differences, sorted(sinks_a | sinks_b), differences, sizes, redirected
+    )
 
 
 def find_sinks(root: Path) -> set[str]:

@@ -4,20 +4,126 @@
 
 One SparkSession (local[1], one shuffle partition, no UI) serves every item; `stop()` is made a
 no-op so a script that stops its session does not end it for the next one.
+
+Writes a run makes outside its sandbox (an absolute `/mnt/warehouse/daily`, an `s3a://` URI,
+a relative path climbing out with `..`; the pipeline's storage and the warehouse excepted)
+would land in the user's real locations, and both sides would share them: the DataFrame
+writer's paths are mapped into the sandbox instead
+(`_outside/mnt/warehouse/daily`, `_outside/s3a/bucket/key`), the same way on both
+sides, so such sinks are compared too and nothing outside is touched. A read of a path a run
+wrote that way reads the sandbox copy; any other read (the script's real inputs) is unchanged.
+A write into a linked inputs folder (`data/out`) first turns the links on its way into real
+sandbox folders, so it never reaches the user's folder either.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
+import re
 import shutil
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrameReader, DataFrameWriter, SparkSession
+
+OUTSIDE = "_outside"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$")
+_WRITES = ("save", "parquet", "csv", "json", "orc", "text")
+_READS = ("load", "parquet", "csv", "json", "orc", "text")
+
+
+class OutsideWrites:
+    """Maps writer paths outside the current sandbox into it (see the module docstring)."""
+
+    def __init__(self, warehouse: Path) -> None:
+        self.warehouse = warehouse.resolve()
+        self.sandbox = self.storage = Path.cwd()
+        self.redirected: dict[str, str] = {}
+
+    def enter(self, item: dict[str, Any]) -> None:
+        """The item's sandbox and pipeline storage: the two places its run may write."""
+        self.sandbox, self.storage = Path(item["sandbox"]).resolve(), Path(item["storage"])
+        self.storage = self.storage.resolve()
+        self.redirected = {}
+
+    def target(self, path: str) -> str | None:
+        """The sandbox path a write to `path` goes to, or None when it stays inside."""
+        match = _SCHEME.match(path)
+        if match and match.group(1).lower() != "file" and len(match.group(1)) > 1:
+            scheme, rest = match.group(1).lower(), match.group(2).lstrip("/")
+            return str(self.sandbox / OUTSIDE / scheme / rest)
+        local = match.group(2) if match and match.group(1).lower() == "file" else path
+        full = Path(os.path.normpath(Path.cwd() / local))
+        if any(full.is_relative_to(p) for p in (self.sandbox, self.storage, self.warehouse)):
+            return None
+        return str(self.sandbox / OUTSIDE / str(full).lstrip("/"))
+
+    def write_path(self, path: Any) -> Any:
+        if not isinstance(path, str):
+            return path
+        target = self.target(path)
+        if target is None:
+            self._unshare(Path(os.path.normpath(Path.cwd() / path)))
+            return path
+        self.redirected[path] = os.path.relpath(target, self.sandbox)
+        return target
+
+    def _unshare(self, target: Path) -> None:
+        """A write into a sandbox folder that links to an inputs folder (`data/out` with `data`
+        the user's) would land in the user's folder, shared by both sides: each linked folder
+        on the way becomes a real sandbox folder of links to its entries."""
+        if not target.is_relative_to(self.sandbox):
+            return
+        current = self.sandbox
+        for part in target.relative_to(self.sandbox).parts:
+            current = current / part
+            if not current.is_symlink():
+                if not current.exists():
+                    return
+                continue
+            real = current.resolve()
+            current.unlink()
+            if real.is_dir():
+                current.mkdir()
+                for entry in real.iterdir():
+                    (current / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+
+    def read_path(self, path: Any) -> Any:
+        if isinstance(path, list | tuple):
+            return type(path)(self.read_path(p) for p in path)
+        if not isinstance(path, str):
+            return path
+        target = self.target(path)
+        return target if target is not None and Path(target).exists() else path
+
+    def install(self) -> None:
+        for name in _WRITES:
+            method = getattr(DataFrameWriter, name)
+            setattr(DataFrameWriter, name, self._wrap(method, self.write_path, every=False))
+        for name in _READS:
+            method = getattr(DataFrameReader, name)
+            # `parquet(*paths)` takes every positional argument as a path
+            setattr(DataFrameReader, name, self._wrap(method, self.read_path, name == "parquet"))
+
+    @staticmethod
+    def _wrap(
+        method: Callable[..., Any], mapping: Callable[[Any], Any], every: bool
+    ) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def mapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if "path" in kwargs:
+                kwargs["path"] = mapping(kwargs["path"])
+            elif args:
+                args = tuple(mapping(a) for a in args) if every else (mapping(args[0]), *args[1:])
+            return method(self, *args, **kwargs)
+
+        return mapped
 
 
 def _session(warehouse: str) -> SparkSession:
@@ -100,13 +206,16 @@ def _collect_tables(spark: SparkSession, sandbox: Path) -> None:
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     spark = _session(spec["warehouse"])
+    outside = OutsideWrites(Path(spec["warehouse"]))
+    outside.install()
     results: dict[str, dict[str, Any]] = {}
     home = os.getcwd()
     for item in spec["items"]:
+        outside.enter(item)
         try:
             _enter(spark, item["sandbox"])
             (_run_original if spec["side"] == "original" else _run_generated)(item)
-            results[item["name"]] = {"ok": True, "error": ""}
+            results[item["name"]] = {"ok": True, "error": "", "redirected": outside.redirected}
         except BaseException as exc:  # report every failure, keep going with the next item
             tb = traceback.format_exception(exc)
             results[item["name"]] = {"ok": False, "error": "".join(tb[-3:]).strip()[-1500:]}
