@@ -32,7 +32,11 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from .naming_rules import camel, identifier
 
 READ_ROOTS = ("read", "readStream", "table", "sql", "createDataFrame", "range")
+# The last method of a read or a write whose first argument names a path or a table.
+READ_TERMINALS = {"csv", "parquet", "json", "orc", "text", "load", "table"}
 WRITE_TERMINALS = {"save", "saveAsTable", "insertInto", "parquet", "csv", "json", "orc", "text"}
+TABLE_TERMINALS = {"table", "saveAsTable", "insertInto"}
+PATH_TERMINALS = (READ_TERMINALS | WRITE_TERMINALS) - TABLE_TERMINALS
 DISPLAY_METHODS = {
     "show",
     "printSchema",
@@ -912,17 +916,14 @@ def _classify(
         st.df_defs.add(stmt.target.id)
 
 
-PATH_FORMATS = {"save", "load", "parquet", "csv", "json", "orc", "text"}
-
-
 def _io_location(call: ast.Call, chain: list[str], spark_names: set[str]) -> tuple[str, str] | None:
     """("write" | "read", normalised literal path) of a file read or write, if literal."""
     last = chain[-1] if chain else ""
-    if last not in PATH_FORMATS:
+    if last not in PATH_TERMINALS:
         return None
-    if "write" in chain[:-1] and last != "load":
+    if "write" in chain[:-1] and last in WRITE_TERMINALS:
         kind = "write"
-    elif chain[0] in spark_names and "read" in chain[:-1] and last != "save":
+    elif chain[0] in spark_names and chain[1:2] == ["read"] and last in READ_TERMINALS:
         kind = "read"
     else:
         return None

@@ -27,11 +27,16 @@ from typing import Any
 
 import libcst as cst
 
-from .analysis import Analysis, Statement, Unit, parse_statement
+from .analysis import (
+    READ_TERMINALS,
+    TABLE_TERMINALS,
+    WRITE_TERMINALS,
+    Analysis,
+    Statement,
+    Unit,
+    parse_statement,
+)
 
-READ_TERMINALS = {"csv", "parquet", "json", "orc", "text", "load", "table"}
-WRITE_TERMINALS = {"save", "saveAsTable", "insertInto", "parquet", "csv", "json", "orc", "text"}
-TABLE_TERMINALS = {"table", "saveAsTable", "insertInto"}
 ARGV_MARKERS = ("sys.argv", "parse_args(", "getopt", "parse_known_args(")
 # Names a pydantic model (dagster.Config) already has: a field may not take them.
 RESERVED = {

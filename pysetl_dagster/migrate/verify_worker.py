@@ -48,8 +48,8 @@ class OutsideWrites:
 
     def enter(self, item: dict[str, Any]) -> None:
         """The item's sandbox and pipeline storage: the two places its run may write."""
-        self.sandbox, self.storage = Path(item["sandbox"]).resolve(), Path(item["storage"])
-        self.storage = self.storage.resolve()
+        self.sandbox = Path(item["sandbox"]).resolve()
+        self.storage = Path(item["storage"]).resolve()
         self.redirected = {}
 
     def target(self, path: str) -> str | None:
