@@ -268,8 +268,6 @@ def _what_changed(key: CacheKey, records: Sequence[Mapping[str, Any]]) -> str:
     if not isinstance(previous, Mapping):
         return "the stored version has no cache key (written before caching, or uncached)"
     changed = sorted(
-        name
-        for name in set(key.parts) | set(previous)
-        if key.parts.get(name) != previous.get(name)
+        name for name in set(key.parts) | set(previous) if key.parts.get(name) != previous.get(name)
     )
     return "changed since the stored version: " + (", ".join(changed) or "cache format")

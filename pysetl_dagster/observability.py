@@ -299,10 +299,24 @@ _WATCHERS: dict[str, CancelWatcher] = {}
 _WATCHERS_LOCK = threading.Lock()
 
 
+def can_watch(instance: Any) -> bool:
+    """Whether a thread may poll the instance's run storage while the run writes to it.
+
+    Not for in-memory run storage (`DagsterInstance.ephemeral()`, which `materialize()` uses):
+    it is SQLite with a shared cache, where a read on another thread locks the `runs` table
+    and the run's own status update fails at once with "database table is locked" (no busy
+    wait). Nothing outside the process can terminate such a run anyway."""
+    from dagster._core.storage.runs.in_memory import InMemoryRunStorage
+
+    if instance is None or getattr(instance, "is_ephemeral", False):
+        return False
+    return not isinstance(getattr(instance, "run_storage", None), InMemoryRunStorage)
+
+
 def watch_run(instance: Any, run_id: str, spark: SparkSession | None) -> None:
     """Start (once per run and process) the watcher that cancels the run's Spark jobs when the
     run is terminated. It stops by itself when the run finishes."""
-    if instance is None or spark is None:
+    if spark is None or not can_watch(instance):
         return
     with _WATCHERS_LOCK:
         watcher = _WATCHERS.get(run_id)

@@ -61,7 +61,8 @@ class PySparkSessionResource(LazyPySparkResource):
     cancel_on_terminate: bool = Field(
         default=True,
         description="Watch the run's status and cancel its Spark jobs (by tag) when the run is "
-        "terminated, so a blocked Spark action ends within a second.",
+        "terminated, so a blocked Spark action ends within a second. Not on an ephemeral "
+        "instance (plain `materialize()`), which nothing outside the process can terminate.",
     )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
