@@ -308,9 +308,7 @@ def can_watch(instance: Any) -> bool:
     wait). Nothing outside the process can terminate such a run anyway."""
     from dagster._core.storage.runs.in_memory import InMemoryRunStorage
 
-    if instance is None or getattr(instance, "is_ephemeral", False):
-        return False
-    return not isinstance(getattr(instance, "run_storage", None), InMemoryRunStorage)
+    return instance is not None and not isinstance(instance.run_storage, InMemoryRunStorage)
 
 
 def watch_run(instance: Any, run_id: str, spark: SparkSession | None) -> None:

@@ -30,13 +30,9 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .naming_rules import camel, identifier
+from .terminals import PATH_TERMINALS, READ_TERMINALS, WRITE_TERMINALS
 
 READ_ROOTS = ("read", "readStream", "table", "sql", "createDataFrame", "range")
-# The last method of a read or a write whose first argument names a path or a table.
-READ_TERMINALS = {"csv", "parquet", "json", "orc", "text", "load", "table"}
-WRITE_TERMINALS = {"save", "saveAsTable", "insertInto", "parquet", "csv", "json", "orc", "text"}
-TABLE_TERMINALS = {"table", "saveAsTable", "insertInto"}
-PATH_TERMINALS = (READ_TERMINALS | WRITE_TERMINALS) - TABLE_TERMINALS
 DISPLAY_METHODS = {
     "show",
     "printSchema",

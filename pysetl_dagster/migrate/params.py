@@ -27,15 +27,8 @@ from typing import Any
 
 import libcst as cst
 
-from .analysis import (
-    READ_TERMINALS,
-    TABLE_TERMINALS,
-    WRITE_TERMINALS,
-    Analysis,
-    Statement,
-    Unit,
-    parse_statement,
-)
+from .analysis import Analysis, Statement, Unit, parse_statement
+from .terminals import READ_TERMINALS, TABLE_TERMINALS, WRITE_TERMINALS
 
 ARGV_MARKERS = ("sys.argv", "parse_args(", "getopt", "parse_known_args(")
 # Names a pydantic model (dagster.Config) already has: a field may not take them.

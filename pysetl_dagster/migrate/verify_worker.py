@@ -32,10 +32,12 @@ from typing import Any
 
 from pyspark.sql import DataFrameReader, DataFrameWriter, SparkSession
 
+from .terminals import READ_TERMINALS, TABLE_TERMINALS, WRITE_TERMINALS
+
 OUTSIDE = "_outside"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$")
-_WRITES = ("save", "parquet", "csv", "json", "orc", "text")
-_READS = ("load", "parquet", "csv", "json", "orc", "text")
+_WRITES = sorted(WRITE_TERMINALS - TABLE_TERMINALS)  # the writer's methods that take a path
+_READS = sorted(READ_TERMINALS - TABLE_TERMINALS)
 
 
 class OutsideWrites:
@@ -52,14 +54,21 @@ class OutsideWrites:
         self.storage = Path(item["storage"]).resolve()
         self.redirected = {}
 
-    def target(self, path: str) -> str | None:
-        """The sandbox path a write to `path` goes to, or None when it stays inside."""
+    @staticmethod
+    def _local(path: str) -> Path | None:
+        """The absolute local path `path` names (`file:` URIs too); None for other URIs."""
         match = _SCHEME.match(path)
         if match and match.group(1).lower() != "file" and len(match.group(1)) > 1:
-            scheme, rest = match.group(1).lower(), match.group(2).lstrip("/")
-            return str(self.sandbox / OUTSIDE / scheme / rest)
+            return None
         local = match.group(2) if match and match.group(1).lower() == "file" else path
-        full = Path(os.path.normpath(Path.cwd() / local))
+        return Path(os.path.normpath(Path.cwd() / local))
+
+    def target(self, path: str) -> str | None:
+        """The sandbox path a write to `path` goes to, or None when it stays inside."""
+        full = self._local(path)
+        if full is None:
+            scheme, rest = path.split(":", 1)
+            return str(self.sandbox / OUTSIDE / scheme.lower() / rest.lstrip("/"))
         if any(full.is_relative_to(p) for p in (self.sandbox, self.storage, self.warehouse)):
             return None
         return str(self.sandbox / OUTSIDE / str(full).lstrip("/"))
@@ -69,7 +78,7 @@ class OutsideWrites:
             return path
         target = self.target(path)
         if target is None:
-            self._unshare(Path(os.path.normpath(Path.cwd() / path)))
+            self._unshare(self._local(path) or Path(path))
             return path
         self.redirected[path] = os.path.relpath(target, self.sandbox)
         return target

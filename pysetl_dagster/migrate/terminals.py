@@ -1,0 +1,15 @@
+"""The DataFrame reader and writer methods that name a path or a table as their first argument.
+
+One home for what counts as a read or a write: the analysis links a path written then read
+back, the parameters turn those literals into Config, and `--verify` maps the same methods'
+paths into its sandbox.
+"""
+
+from __future__ import annotations
+
+READ_TERMINALS = frozenset({"csv", "parquet", "json", "orc", "text", "load", "table"})
+WRITE_TERMINALS = frozenset(
+    {"save", "saveAsTable", "insertInto", "parquet", "csv", "json", "orc", "text"}
+)
+TABLE_TERMINALS = frozenset({"table", "saveAsTable", "insertInto"})
+PATH_TERMINALS = (READ_TERMINALS | WRITE_TERMINALS) - TABLE_TERMINALS
