@@ -37,12 +37,8 @@ from benchmarks.overhead import ensure_data  # noqa: E402
 from benchmarks.own_sink import sink_input_scans  # noqa: E402
 from definitions.retail.factories import TopProducts  # noqa: E402
 from definitions.retail.pipeline import build_pipeline  # noqa: E402
-from pysetl_dagster import (  # noqa: E402
-    PySparkSessionResource,
-    SparkParquetIOManager,
-    pysetl_pipeline,
-    spark_jobs_submitted,
-)
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
+from pysetl_dagster.spark.labels import spark_jobs_submitted  # noqa: E402
 
 
 def materialize(data: Path, resources: dict[str, Any], instance: dg.DagsterInstance) -> Any:

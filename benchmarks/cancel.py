@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.slow_pipeline import launch_and_terminate  # noqa: E402
+from tests.fixtures.slow_pipeline import launch_and_terminate  # noqa: E402
 
 
 def main() -> None:

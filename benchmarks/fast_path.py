@@ -33,13 +33,9 @@ from pysetl.workflow import Delivery, Factory, Pipeline, Stage  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from pysetl_dagster import (  # noqa: E402
-    PySparkSessionResource,
-    SparkParquetIOManager,
-    pysetl_pipeline,
-)
-from pysetl_dagster.memory import count_input_scans  # noqa: E402
-from pysetl_dagster.observability import run_tag  # noqa: E402
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
+from pysetl_dagster.spark.labels import run_tag  # noqa: E402
+from pysetl_dagster.spark.memory import count_input_scans  # noqa: E402
 
 SOURCE: dict[str, str] = {}
 

@@ -32,12 +32,8 @@ from pysetl.workflow import Factory, Pipeline, Stage  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from pysetl_dagster import (  # noqa: E402
-    PySparkSessionResource,
-    SparkParquetIOManager,
-    pysetl_pipeline,
-)
-from pysetl_dagster.memory import DriverMemory, driver_jvm_pid  # noqa: E402
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
+from pysetl_dagster.spark.memory import DriverMemory, driver_jvm_pid  # noqa: E402
 
 SOURCE: dict[str, str] = {}
 

@@ -40,12 +40,8 @@ from pyspark.sql import SparkSession  # noqa: E402
 
 from definitions.retail.datagen import generate_data  # noqa: E402
 from definitions.retail.pipeline import FACTORIES, build_pipeline  # noqa: E402
-from pysetl_dagster import (  # noqa: E402
-    PySparkSessionResource,
-    SparkParquetIOManager,
-    no_leaked_spark_labels,
-    pysetl_pipeline,
-)
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
+from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
 
 
 def java_children() -> int:

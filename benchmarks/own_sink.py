@@ -40,13 +40,9 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.types import DoubleType, LongType  # noqa: E402
 from typedspark import Column, DataSet, Schema  # noqa: E402
 
-from pysetl_dagster import (  # noqa: E402
-    PySparkSessionResource,
-    SparkParquetIOManager,
-    pysetl_pipeline,
-)
-from pysetl_dagster.memory import count_input_scans  # noqa: E402
-from pysetl_dagster.observability import run_tag  # noqa: E402
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
+from pysetl_dagster.spark.labels import run_tag  # noqa: E402
+from pysetl_dagster.spark.memory import count_input_scans  # noqa: E402
 
 
 def lineage(spark: SparkSession, source: Path) -> DataFrame:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dagster as dg
 
 from pysetl_dagster import build_definitions, pysetl_pipeline
-from tests.inbox_pipeline import build_inbox_pipeline
+from tests.fixtures.inbox_pipeline import build_inbox_pipeline
 
 
 def _tick(sensor: dg.SensorDefinition, defs: dg.Definitions, instance: Any, cursor: Any) -> Any:

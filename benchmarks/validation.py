@@ -103,7 +103,7 @@ def breakdown(spark: SparkSession, rows: int, rounds: int) -> None:
     uniqueness (as groupBy and as count_distinct)."""
     from pyspark.sql import Observation
 
-    from pysetl_dagster.checks import build_check_plan, observed_exprs
+    from pysetl_dagster.checks.plan import build_check_plan, observed_exprs
 
     plan = build_check_plan(Validation(SCHEMA), dg.AssetKey("wide"), "Wide")
     tmp = Path(tempfile.mkdtemp(prefix="pysetl-validation-breakdown-"))

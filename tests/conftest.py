@@ -15,11 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pysetl_dagster import (  # noqa: E402
-    PySparkSessionResource,
-    SparkParquetIOManager,
-    no_leaked_spark_labels,
-)
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager  # noqa: E402
+from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -82,4 +79,4 @@ def native_outputs(spark: SparkSession) -> dict[str, DataFrame]:
 
 
 # The production stack (PostgreSQL, daemon, webserver, code server): one per test session.
-pytest_plugins = ["tests.prod_stack"]
+pytest_plugins = ["tests.fixtures.prod_stack"]

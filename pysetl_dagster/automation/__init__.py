@@ -1,0 +1,2 @@
+"""What decides when and whether Factories run: schedules, sensors, conditions and branches,
+partition schedules and the observation of external inputs."""

@@ -1,0 +1,172 @@
+"""A PySetl Pipeline as Dagster assets: one asset per Factory, one source asset per external input.
+
+Each Factory asset loads its upstream Factories' outputs through the IO manager (so any subset
+can run: what is not selected is read from storage) and runs `factory_step` (the step Stage ops
+run too). Its pandera checks are asset checks of the same definition (`can_subset`: a check can
+run alone, against the stored output).
+"""
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    AssetsDefinition,
+    AssetSpec,
+    Output,
+    multi_asset,
+)
+
+from pysetl_dagster.execution.step import SPARK_RESOURCE_KEY, factory_step
+from pysetl_dagster.translation.graph import FactoryNode
+from pysetl_dagster.translation.links import link_of
+from pysetl_dagster.translation.specs import (
+    TranslatedPipeline,
+    factory_config_class,
+    input_name,
+    translate,
+)
+
+__all__ = [
+    "SPARK_RESOURCE_KEY",
+    "TranslatedPipeline",
+    "build_factory_asset",
+    "build_pysetl_assets",
+    "translate",
+]
+
+
+# Built definitions are reused, so the same Factory translated twice (two pipelines, two jobs,
+# a module imported twice by a code server) yields the same object and Definitions sees no
+# conflicting duplicate.
+_ASSET_CACHE: dict[tuple[Any, ...], AssetsDefinition] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _cache_key(
+    translated: TranslatedPipeline, node: FactoryNode, io_manager_key: str
+) -> tuple[Any, ...]:
+    """What makes two Factory assets interchangeable: same Factory code and state, same key,
+    same inputs. Group and stage are left out, so a Factory shared by two pipelines is one
+    asset (in the group of the pipeline built first)."""
+    spec = translated.factory_specs[node]
+    externals = tuple(
+        (attr, type(value), repr(value))
+        for attr, value in sorted(translated.external_values(node).items())
+    )
+    return (
+        node.factory_type,
+        spec.key,
+        spec.code_version,
+        tuple(dep.asset_key for dep in spec.deps),
+        spec.description,
+        repr(spec.automation_condition),
+        spec.partitions_def,
+        io_manager_key,
+        externals,
+        repr({k: v for k, v in sorted(vars(node.factory).items()) if k != "uuid"}),
+    )
+
+
+def build_factory_asset(
+    translated: TranslatedPipeline, node: FactoryNode, *, io_manager_key: str = "io_manager"
+) -> AssetsDefinition:
+    """The asset of one Factory (cached: the same inputs return the same definition)."""
+    cache_key = _cache_key(translated, node, io_manager_key)
+    with _CACHE_LOCK:
+        cached = _ASSET_CACHE.get(cache_key)
+        if cached is None:
+            cached = _ASSET_CACHE[cache_key] = _build_factory_asset(
+                translated, node, io_manager_key
+            )
+    return cached
+
+
+def _build_factory_asset(
+    translated: TranslatedPipeline, node: FactoryNode, io_manager_key: str
+) -> AssetsDefinition:
+    spec = translated.factory_specs[node]
+    graph = translated.graph
+    output_name = spec.key.to_python_identifier()
+
+    ins = {
+        input_name(translated, upstream): AssetIn(key=translated.key_of(upstream))
+        for upstream in graph.upstream_factories(node)
+    }
+    loaded = {asset_in.key for asset_in in ins.values()}
+    other_deps = [dep for dep in spec.deps if dep.asset_key not in loaded]
+    config_class = factory_config_class(node)
+
+    Step = Iterator[Output[Any] | AssetCheckResult | AssetCheckEvaluation]
+
+    def execute(context: AssetExecutionContext, config: Any, kwargs: dict[str, Any]) -> Step:
+        return factory_step(
+            context,
+            translated,
+            node,
+            kwargs,
+            config,
+            io_manager_key=io_manager_key,
+            materialize=spec.key in context.selected_asset_keys,
+            check_keys=set(context.selected_asset_check_keys),
+        )
+
+    # Dagster reads the config schema from the `config` parameter's annotation, so a Factory
+    # without a `Config` gets a function without that parameter.
+    if config_class is not None:
+
+        def compute_with_config(context: AssetExecutionContext, config: Any, **kwargs: Any) -> Step:
+            yield from execute(context, config, kwargs)
+
+        compute_with_config.__annotations__["config"] = config_class
+        fn: Any = compute_with_config
+    else:
+
+        def compute(context: AssetExecutionContext, **kwargs: Any) -> Step:
+            yield from execute(context, None, kwargs)
+
+        fn = compute
+
+    out_spec = spec.replace_attributes(deps=[], partitions_def=None)
+    plan = translated.check_plans.get(node)
+    out_type: Any = plan.dagster_type() if plan is not None else None
+    return multi_asset(
+        name=output_name,
+        outs={
+            output_name: AssetOut.from_spec(
+                out_spec,
+                io_manager_key=io_manager_key,
+                is_required=False,
+                **({"dagster_type": out_type} if out_type is not None else {}),
+            )
+        },
+        ins=ins,
+        deps=other_deps,
+        check_specs=translated.check_specs(node),
+        can_subset=True,
+        partitions_def=spec.partitions_def,
+        required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
+        op_tags={
+            "pysetl/factory": node.name,
+            **({"pysetl/stage": str(node.stage_index)} if node.stage_index is not None else {}),
+        },
+    )(fn)
+
+
+def build_pysetl_assets(
+    translated: TranslatedPipeline, *, io_manager_key: str = "io_manager"
+) -> list[AssetsDefinition | AssetSpec]:
+    """Every Factory asset of the pipeline, plus its external inputs as source assets."""
+    assets: list[AssetsDefinition | AssetSpec] = [
+        spec for ext, spec in translated.external_specs.items() if link_of(ext) is None
+    ]  # a linked input is another pipeline's asset
+    assets.extend(
+        build_factory_asset(translated, node, io_manager_key=io_manager_key)
+        for node in translated.graph.nodes
+    )
+    return assets

@@ -1,0 +1,140 @@
+"""A PySetl Pipeline as a Dagster job whose ops are its Stages.
+
+Stage *i* is one op: it receives the outputs of earlier Stages its Factories consume, runs each
+of its Factories through `factory_step` (the path assets use), and emits one output per Factory.
+Outputs are stored as the Factories' assets (see `ASSET_KEY_METADATA`), and a materialization
+is recorded for each after it was written, so the asset graph shows Stage-job runs too.
+"""
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    DependencyDefinition,
+    Field,
+    GraphDefinition,
+    In,
+    JobDefinition,
+    OpDefinition,
+    OpExecutionContext,
+    Out,
+    PartitionsDefinition,
+    in_process_executor,
+    op,
+)
+
+from pysetl_dagster.execution.step import SPARK_RESOURCE_KEY, factory_step
+from pysetl_dagster.storage.io_manager import ASSET_KEY_METADATA
+from pysetl_dagster.translation.graph import FactoryNode
+from pysetl_dagster.translation.naming import snake_case
+from pysetl_dagster.translation.specs import TranslatedPipeline, factory_config_class, input_name
+
+_OP_CACHE: dict[tuple[Any, ...], OpDefinition] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _stage_op(
+    translated: TranslatedPipeline, stage_index: int, op_name: str, io_manager_key: str
+) -> tuple[OpDefinition, dict[str, FactoryNode]]:
+    graph = translated.graph
+    nodes = [n for n in graph.nodes if n.stage_index == stage_index]
+    upstream_of_input = {
+        input_name(translated, upstream): upstream
+        for node in nodes
+        for upstream in graph.upstream_factories(node)
+    }
+    ins = {name: In() for name in upstream_of_input}
+    outs = {
+        translated.key_of(node).to_python_identifier(): Out(
+            io_manager_key=io_manager_key,
+            metadata={ASSET_KEY_METADATA: translated.key_of(node).to_user_string()},
+            description=translated.factory_specs[node].description,
+        )
+        for node in nodes
+    }
+    config_fields = {}
+    for node in nodes:
+        config_class = factory_config_class(node)
+        if config_class is not None:
+            config_fields[translated.key_of(node).to_python_identifier()] = Field(
+                config_class.to_config_schema().as_field().config_type,
+                is_required=False,
+                description=f"Config of Factory {node.name}",
+            )
+
+    cache_key = (op_name, tuple(id(n.factory) for n in nodes), tuple(outs), tuple(ins))
+    with _CACHE_LOCK:
+        cached = _OP_CACHE.get(cache_key)
+    if cached is not None:
+        return cached, upstream_of_input
+
+    def run_stage(context: OpExecutionContext, **kwargs: Any) -> Iterator[Any]:
+        for node in nodes:
+            config_class = factory_config_class(node)
+            config = None
+            if config_class is not None:
+                raw = (context.op_config or {}).get(translated.key_of(node).to_python_identifier())
+                config = config_class(**(raw or {}))
+            yield from factory_step(
+                context,
+                translated,
+                node,
+                kwargs,
+                config,
+                io_manager_key=io_manager_key,
+                checks_as_events=True,
+            )
+
+    stage_op = op(
+        name=op_name,
+        ins=ins,
+        out=outs,
+        config_schema=config_fields or None,
+        required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
+        description=f"Stage {stage_index} of pipeline {graph.name}: "
+        + ", ".join(n.name for n in nodes),
+        tags={"pysetl/stage": str(stage_index)},
+    )(run_stage)
+    with _CACHE_LOCK:
+        _OP_CACHE.setdefault(cache_key, stage_op)
+    return _OP_CACHE[cache_key], upstream_of_input
+
+
+def build_stage_job(
+    translated: TranslatedPipeline,
+    *,
+    name: str,
+    io_manager_key: str = "io_manager",
+    description: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    partitions_def: PartitionsDefinition | None = None,
+    config: dict[str, Any] | None = None,
+) -> JobDefinition:
+    """The job of the pipeline's Stages, run in one process (one SparkSession)."""
+    graph = translated.graph
+    prefix = snake_case(graph.name)
+    op_defs: list[OpDefinition] = []
+    dependencies: dict[str, dict[str, DependencyDefinition]] = {}
+    op_of_node: dict[FactoryNode, str] = {}
+    for stage_index in graph.stage_indexes():
+        op_name = f"{prefix}__stage_{stage_index}"
+        stage_op, upstream_of_input = _stage_op(translated, stage_index, op_name, io_manager_key)
+        op_defs.append(stage_op)
+        dependencies[op_name] = {
+            in_name: DependencyDefinition(
+                op_of_node[upstream], translated.key_of(upstream).to_python_identifier()
+            )
+            for in_name, upstream in upstream_of_input.items()
+        }
+        for node in graph.nodes:
+            if node.stage_index == stage_index:
+                op_of_node[node] = op_name
+    return GraphDefinition(
+        name=name, node_defs=op_defs, dependencies=dependencies, description=description
+    ).to_job(
+        executor_def=in_process_executor,
+        metadata=dict(metadata or {}),
+        partitions_def=partitions_def,
+        config=config,
+    )

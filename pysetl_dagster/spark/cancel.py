@@ -1,0 +1,110 @@
+"""Tie Spark's work to Dagster runs: labels, cancellation and metrics of every Spark job.
+
+PySetl Factories are lazy: `read()`/`process()` mostly build plans, and the Spark jobs run
+later, when the IO manager writes the output (and reads upstream versions inside that write).
+So labels are set around *every* place that can start a job - the Factory's methods and the
+IO manager's reads and writes - not just around the Factory.
+
+A scope sets, for the current thread:
+  - Spark job tags: the run (`dagster-run-<id>`), the asset (`dagster-asset-<key>`) and the
+    step (`dagster-step-<id>-<key>`, what cancellation and metrics use), through
+    `SparkSession.addTag` (works for classic and Spark Connect) and, on a classic session,
+    `SparkContext.addJobTag` too (so RDD jobs carry them and the status tracker finds them);
+  - a job group and a readable job description (classic only), e.g.
+    `clean_orders · CleanOrders.process() · run 1a2b3c4d`;
+and clears them on exit, tags it added and the job group/description alike (PySetl's
+`Stage.run_factory` sets a job group and never clears it; `no_leaked_spark_labels` guards code
+that calls PySetl natively).
+
+When the scope ends with an exception (a Factory raised, or the run was terminated and
+Dagster interrupted the step), the step's Spark jobs are cancelled, from another thread:
+the interrupted thread's py4j connection may still be waiting for the cancelled call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from pysetl_dagster.spark.labels import active_job_ids_with_tag, cancel_run_jobs, run_tag
+
+
+class CancelWatcher:
+    """Cancels a run's Spark jobs as soon as its Dagster run is marked CANCELING.
+
+    Dagster delivers a termination to the run worker as SIGINT, which Python only acts on
+    between bytecodes; a thread blocked in a long py4j call (a Spark action) sees it only when
+    the call returns. The watcher polls the run's status and cancels the run's Spark jobs by
+    tag, so the blocked call returns at once and the interrupt can end the step.
+    """
+
+    def __init__(
+        self, instance: Any, run_id: str, spark: SparkSession | None, interval: float = 0.5
+    ) -> None:
+        self.instance = instance
+        self.run_id = run_id
+        self.spark = spark
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name=f"pysetl-dagster-watch-{run_id[:8]}", daemon=True
+        )
+
+    def start(self) -> CancelWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        from dagster import DagsterRunStatus
+
+        while not self._stop.wait(self.interval):
+            try:
+                run = self.instance.get_run_by_id(self.run_id)
+            except Exception:
+                continue
+            if run is None:
+                return
+            if run.status in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
+                deadline = time.monotonic() + 30
+                while not self._stop.is_set() and time.monotonic() < deadline:
+                    cancel_run_jobs(self.spark, self.run_id)
+                    if not active_job_ids_with_tag(self.spark, run_tag(self.run_id)):
+                        break
+                    self._stop.wait(0.2)
+                return
+            if run.is_finished:
+                return
+
+
+_WATCHERS: dict[str, CancelWatcher] = {}
+_WATCHERS_LOCK = threading.Lock()
+
+
+def can_watch(instance: Any) -> bool:
+    """Whether a thread may poll the instance's run storage while the run writes to it.
+
+    Not for in-memory run storage (`DagsterInstance.ephemeral()`, which `materialize()` uses):
+    it is SQLite with a shared cache, where a read on another thread locks the `runs` table
+    and the run's own status update fails at once with "database table is locked" (no busy
+    wait). Nothing outside the process can terminate such a run anyway."""
+    from dagster._core.storage.runs.in_memory import InMemoryRunStorage
+
+    return instance is not None and not isinstance(instance.run_storage, InMemoryRunStorage)
+
+
+def watch_run(instance: Any, run_id: str, spark: SparkSession | None) -> None:
+    """Start (once per run and process) the watcher that cancels the run's Spark jobs when the
+    run is terminated. It stops by itself when the run finishes."""
+    if spark is None or not can_watch(instance):
+        return
+    with _WATCHERS_LOCK:
+        watcher = _WATCHERS.get(run_id)
+        if watcher is not None and watcher._thread.is_alive():
+            return
+        _WATCHERS[run_id] = CancelWatcher(instance, run_id, spark).start()

@@ -1,0 +1,120 @@
+"""The Spark session resource: one SparkSession per run process, configured by Dagster.
+
+Built on dagster-pyspark's `LazyPySparkResource`: nothing starts while definitions load; the
+session starts when a run initialises its resources, and `getOrCreate` makes every step of an
+in-process run, and the IO manager, share it. It is stopped when the process exits, not after
+each run, so a long-lived process (tests, notebooks) keeps one JVM.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import threading
+from typing import Any, Literal
+
+from dagster import InitResourceContext
+from dagster_pyspark import LazyPySparkResource
+from dagster_pyspark.resources import spark_session_from_config
+from pydantic import Field
+from pyspark.sql import SparkSession
+
+from pysetl_dagster.errors import PySetlSparkError
+from pysetl_dagster.execution.logs import set_run_log_format
+from pysetl_dagster.spark.cancel import watch_run
+
+_STOP_HOOK_LOCK = threading.Lock()
+_STOP_HOOK_REGISTERED = False
+
+
+def _stop_sessions() -> None:
+    session = SparkSession._instantiatedSession  # the process-wide session, from any thread
+    if session is not None:
+        session.stop()
+
+
+class PySparkSessionResource(LazyPySparkResource):
+    """SparkSession settings from Dagster config (and so from run config, profiles, `EnvVar`).
+
+    `remote` points the session at a Spark Connect server (`sc://host:15002`) instead of a
+    local or cluster master.
+    """
+
+    spark_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Spark properties, e.g. {'spark.sql.shuffle.partitions': 8}.",
+    )
+    secret_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Spark properties holding secrets: give each as EnvVar('NAME') so run "
+        "config shows the variable's name; Spark redacts them in its logs.",
+    )
+    master: str | None = Field(default="local[*]", description="spark.master; None keeps Spark's.")
+    app_name: str = Field(default="pysetl-dagster", description="spark.app.name")
+    remote: str | None = Field(default=None, description="Spark Connect URL, e.g. sc://localhost")
+    stop_at_exit: bool = Field(default=True, description="Stop the session when the process exits.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How PySetl's and the Factories' log records appear in the run log: "
+        "'[run=… asset=… factory=…] message' or one JSON object per record.",
+    )
+    cancel_on_terminate: bool = Field(
+        default=True,
+        description="Watch the run's status and cancel its Spark jobs (by tag) when the run is "
+        "terminated, so a blocked Spark action ends within a second. Not on an ephemeral "
+        "instance (plain `materialize()`), which nothing outside the process can terminate.",
+    )
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Start the session with the run, before any step loads its inputs through the IO
+        # manager, so every `getOrCreate` in the run returns this configured session.
+        self._init_session()
+        run = context.dagster_run
+        if run is not None:
+            set_run_log_format(run.run_id, self.log_format)
+        if self.cancel_on_terminate and run is not None and context.instance is not None:
+            # Terminating the run (UI, GraphQL, instance) cancels its Spark jobs by tag.
+            watch_run(context.instance, run.run_id, self._spark_session)
+
+    def _init_session(self) -> None:
+        if self._spark_session is not None:
+            return
+        if not self.remote:
+            _require_java()
+        conf: dict[str, Any] = {"spark.app.name": self.app_name}
+        if self.remote:
+            conf["spark.remote"] = self.remote
+        elif self.master:
+            conf["spark.master"] = self.master
+        conf.update(self.spark_config)
+        conf.update(self.secret_config)
+        self._spark_session = spark_session_from_config(conf)
+        if self.stop_at_exit:
+            _register_stop_hook()
+
+    @property
+    def spark_session(self) -> SparkSession:
+        self._init_session()
+        assert self._spark_session is not None
+        return self._spark_session
+
+
+def _require_java() -> None:
+    """Spark without Java fails with a long gateway traceback; say what to do instead."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and os.access(os.path.join(java_home, "bin", "java"), os.X_OK):
+        return
+    if shutil.which("java") is None:
+        raise PySetlSparkError(
+            "Spark needs Java 17 and 'java' is not on PATH (and JAVA_HOME is not set): install "
+            "it (e.g. 'apt-get install openjdk-17-jre-headless') or set JAVA_HOME."
+        )
+
+
+def _register_stop_hook() -> None:
+    global _STOP_HOOK_REGISTERED
+    with _STOP_HOOK_LOCK:
+        if not _STOP_HOOK_REGISTERED:
+            atexit.register(_stop_sessions)
+            _STOP_HOOK_REGISTERED = True

@@ -1,0 +1,222 @@
+"""How a Factory (or an external input) becomes a Dagster `AssetSpec`.
+
+One overridable method, `get_asset_spec(data)`, in the style of dagster-dlt and dagster-sling:
+subclass `PySetlTranslator`, call `super().get_asset_spec(data)` and `replace_attributes` /
+`merge_attributes` what you want to change.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import (
+    AssetKey,
+    AssetSpec,
+    MetadataValue,
+    PartitionsDefinition,
+    TableColumn,
+    TableSchema,
+)
+from pysetl.workflow import Factory
+from typedspark import DataSet
+
+from pysetl_dagster.automation.conditions import VARIANT_TAG, Condition
+from pysetl_dagster.checks.plan import Validation, as_validation
+from pysetl_dagster.storage.fingerprints import code_fingerprint
+from pysetl_dagster.translation.graph import ExternalInput, FactoryNode, ResolvedInput, _type_name
+from pysetl_dagster.translation.naming import snake_case
+from pysetl_dagster.translation.partitions import declared_partitions
+
+
+@dataclass(frozen=True)
+class PySetlFactoryData:
+    """What the translator knows about one Factory."""
+
+    node: FactoryNode
+    pipeline_name: str
+    inputs: tuple[ResolvedInput, ...]
+    upstream_keys: tuple[AssetKey, ...]
+    """Asset keys of everything the Factory's Deliveries resolve to (Factories and externals)."""
+
+    @property
+    def factory(self) -> Factory[Any]:
+        return self.node.factory
+
+    @property
+    def factory_type(self) -> type[Factory[Any]]:
+        return self.node.factory_type
+
+    @property
+    def stage_index(self) -> int | None:
+        return self.node.stage_index
+
+
+@dataclass(frozen=True)
+class PySetlExternalData:
+    """What the translator knows about one external input of the pipeline."""
+
+    external: ExternalInput
+    pipeline_name: str
+
+
+TranslatorData = PySetlFactoryData | PySetlExternalData
+
+
+class PySetlTranslator:
+    """Maps Factories and external inputs to asset specs.
+
+    Args:
+        key_prefix: prepended to every asset key (e.g. the team or warehouse name).
+    """
+
+    def __init__(self, key_prefix: str | Sequence[str] | None = None) -> None:
+        if isinstance(key_prefix, str):
+            key_prefix = [key_prefix]
+        self.key_prefix: tuple[str, ...] = tuple(key_prefix or ())
+
+    def get_asset_spec(self, data: TranslatorData) -> AssetSpec:
+        if isinstance(data, PySetlExternalData):
+            return self._external_spec(data)
+        return self._factory_spec(data)
+
+    def get_validation(self, data: PySetlFactoryData) -> Validation | None:
+        """The pandera schema whose checks become the Factory's asset checks.
+
+        Default: the Factory's `validation` class attribute (a `Validation`, or a bare pandera
+        model / schema), else a schema generated from its typedspark `DataSet[Schema]` output
+        (column presence and types). Override to add or replace schemas without touching the
+        Factories.
+        """
+        declared = as_validation(getattr(data.factory_type, "validation", None))
+        if declared is not None:
+            return declared
+        payload = data.node.payload_type
+        schema = getattr(payload, "_schema_annotations", None)
+        if isinstance(payload, type) and issubclass(payload, DataSet) and schema is not None:
+            return Validation(schema)
+        return None
+
+    def get_partitions_def(self, data: PySetlFactoryData) -> PartitionsDefinition | None:
+        """The Factory's partitions: by default its `partitions` class attribute
+        (`daily(...)`, `static([...])` or a Dagster `PartitionsDefinition`), else none.
+        Override to partition Factories you cannot edit."""
+        return declared_partitions(data.factory_type)
+
+    def get_condition(self, data: PySetlFactoryData) -> Condition | None:
+        """When the Factory runs (None: always). Default: its `condition` attribute
+        (`when_config(...)`, `when_data(...)`). Override to add conditions without touching
+        the Factories."""
+        condition = getattr(data.factory, "condition", None)
+        return condition if condition is not None else None
+
+    # -- defaults --------------------------------------------------------------------------
+
+    def _factory_spec(self, data: PySetlFactoryData) -> AssetSpec:
+        node = data.node
+        metadata: dict[str, Any] = {
+            "pysetl/factory": MetadataValue.text(_qualified_name(node.factory_type)),
+            "pysetl/output_type": MetadataValue.text(_type_name(node.payload_type)),
+            "pysetl/inputs": MetadataValue.json(
+                {r.attribute: _input_description(r) for r in data.inputs}
+            ),
+        }
+        if node.stage_index is not None:
+            metadata["pysetl/stage"] = MetadataValue.int(node.stage_index)
+        if node.delivery_id:
+            metadata["pysetl/delivery_id"] = MetadataValue.text(node.delivery_id)
+        tags: dict[str, str] = {}
+        branch = getattr(node.factory, "branch_choose", None)
+        if branch is not None:  # conditions.branch: one asset, two alternatives
+            metadata["pysetl/branch"] = MetadataValue.json(
+                {
+                    "choose": branch.describe(),
+                    "then": type(node.factory.branch_then).__name__,  # type: ignore[attr-defined]
+                    "otherwise": type(node.factory.branch_otherwise).__name__,  # type: ignore[attr-defined]
+                }
+            )
+        variant = getattr(node.factory, "variant", None)
+        if variant:  # conditions.variants: A/B paths
+            metadata[VARIANT_TAG] = MetadataValue.text(variant)
+            tags[VARIANT_TAG] = variant
+        condition = getattr(node.factory, "condition", None)
+        if condition is not None:
+            metadata["pysetl/condition"] = MetadataValue.text(condition.describe())
+        schema = table_schema_of(node.payload_type)
+        if schema is not None:
+            metadata["dagster/column_schema"] = MetadataValue.table_schema(schema)
+        return AssetSpec(
+            key=AssetKey([*self.key_prefix, snake_case(node.name)]),
+            deps=data.upstream_keys,
+            description=_own_docstring(node.factory_type),
+            group_name=snake_case(data.pipeline_name) or None,
+            kinds={"pyspark", "pysetl"},
+            code_version=factory_code_version(node.factory_type),
+            metadata=metadata,
+            partitions_def=self.get_partitions_def(data),
+            tags=tags or None,
+        )
+
+    def _external_spec(self, data: PySetlExternalData) -> AssetSpec:
+        external = data.external
+        metadata: dict[str, Any] = {
+            "pysetl/output_type": MetadataValue.text(_type_name(external.payload_type)),
+            "pysetl/payload": MetadataValue.text(repr(external.payload)[:500]),
+        }
+        if external.delivery_id:
+            metadata["pysetl/delivery_id"] = MetadataValue.text(external.delivery_id)
+        path = getattr(external.payload, "path", None)
+        if isinstance(path, str):
+            metadata["path"] = MetadataValue.path(path)
+        return AssetSpec(
+            key=AssetKey([*self.key_prefix, snake_case(external.name)]),
+            description=(
+                f"External input of pipeline {data.pipeline_name!r} "
+                f"({_type_name(external.payload_type)}), registered with "
+                "set_input_from_deliverable."
+            ),
+            group_name=snake_case(data.pipeline_name) or None,
+            kinds={"pysetl"},
+            metadata=metadata,
+        )
+
+
+def _qualified_name(tp: type) -> str:
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _own_docstring(tp: type) -> str | None:
+    doc = tp.__dict__.get("__doc__")
+    return inspect.cleandoc(doc) if isinstance(doc, str) else None
+
+
+def _input_description(resolved: ResolvedInput) -> str:
+    return f"{_type_name(resolved.payload_type)} from {resolved.source!r}"
+
+
+def table_schema_of(payload_type: Any) -> TableSchema | None:
+    """Columns of a typedspark `DataSet[Schema]` output, without touching Spark."""
+    schema = getattr(payload_type, "_schema_annotations", None)
+    if not (isinstance(payload_type, type) and issubclass(payload_type, DataSet)) or schema is None:
+        return None
+    try:
+        struct = schema.get_structtype()
+    except Exception:  # a schema typedspark cannot render: leave the metadata out
+        return None
+    return TableSchema(
+        columns=[
+            TableColumn(name=f.name, type=f.dataType.simpleString(), description=None)
+            for f in struct.fields
+        ]
+    )
+
+
+def factory_code_version(factory_type: type) -> str:
+    """A hash that changes when the Factory's code changes, or the code of the user's own
+    functions, classes and constants it uses, in any module (see `fingerprints`).
+
+    It is the asset's `code_version`, so Dagster's "code changed" marker agrees with the cache.
+    """
+    return code_fingerprint(factory_type)[0]
