@@ -39,6 +39,7 @@ from pysetl.workflow.delivery_type import DeliveryType
 from pyspark.sql import Column, DataFrame
 
 from pysetl_dagster.errors import PySetlDefinitionError
+from pysetl_dagster.metadata import MetadataKey
 
 FLAG_TAG_PREFIX = "pysetl/"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
@@ -442,7 +443,7 @@ def choose_branch(
 
 # -- A/B variants ----------------------------------------------------------------------------
 
-VARIANT_TAG = "pysetl/variant"
+VARIANT_TAG = MetadataKey.VARIANT
 BOTH = "both"
 
 

@@ -1,3 +1,4 @@
+
 """External inputs as observable source assets: their data version is the input's fingerprint.
 
 A Factory's cache key already counts its external inputs (files by path, size and mtime), so a
@@ -23,6 +24,7 @@ from dagster import (
 )
 from dagster._utils.warnings import BetaWarning
 
+from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.storage.fingerprints import Unfingerprintable, value_fingerprint
 from pysetl_dagster.translation.graph import ExternalInput
 
@@ -64,13 +66,13 @@ def _observation(
                 context.log.warning(f"{key.to_user_string()} has no data version: {why}")
                 yield ObserveResult(
                     asset_key=key,
-                    metadata={"pysetl/not_observable": MetadataValue.text(why)},
+                    metadata={MetadataKey.NOT_OBSERVABLE: MetadataValue.text(why)},
                 )
                 continue
             yield ObserveResult(
                 asset_key=key,
                 data_version=version,
-                metadata={"pysetl/fingerprint": MetadataValue.text(version.value)},
+                metadata={MetadataKey.FINGERPRINT: MetadataValue.text(version.value)},
             )
 
     return observe_inputs

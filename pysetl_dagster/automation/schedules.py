@@ -24,10 +24,11 @@ from dagster import (
 from pysetl_dagster.automation.target import AutomationTarget
 from pysetl_dagster.defs.profiles import Profile
 from pysetl_dagster.errors import PySetlDefinitionError
+from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.translation.naming import snake_case
 from pysetl_dagster.translation.specs import TranslatedPipeline
 
-ENABLED_METADATA = "pysetl/enabled"
+ENABLED_METADATA = MetadataKey.ENABLED
 """Schedule metadata: what the declaration said (`true`, `false`, or `profile`)."""
 
 
@@ -109,8 +110,8 @@ def apply_automation(translated: TranslatedPipeline, declared: AutomationDeclara
     graph = translated.graph
     per_node: dict[Any, AutomationCondition] = {}
     for node in graph.nodes:
-        own = getattr(node.factory_type, "automation_condition", None)
-        if isinstance(own, AutomationCondition):
+        own = translated.declarations[node].automation_condition
+        if own is not None:
             per_node[node] = own
     if isinstance(declared, AutomationCondition):
         per_node.update({node: declared for node in graph.nodes})

@@ -35,6 +35,8 @@ from dagster import (
     TableSchema,
 )
 
+from pysetl_dagster.metadata import MetadataKey
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
@@ -263,7 +265,7 @@ class CheckPlan:
                 description=f"{c.description} (pandera, Factory {self.factory})",
                 blocking=c.blocking,
                 metadata={
-                    "pysetl/check_kind": c.kind,
+                    MetadataKey.CHECK_KIND: c.kind,
                     **({"column": c.column} if c.column else {}),
                 },
             )

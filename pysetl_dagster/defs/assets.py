@@ -6,7 +6,6 @@ run too). Its pandera checks are asset checks of the same definition (`can_subse
 run alone, against the stored output).
 """
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,11 +22,11 @@ from dagster import (
 )
 
 from pysetl_dagster.execution.step import SPARK_RESOURCE_KEY, factory_step
+from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.translation.graph import FactoryNode
 from pysetl_dagster.translation.links import link_of
 from pysetl_dagster.translation.specs import (
     TranslatedPipeline,
-    factory_config_class,
     input_name,
     translate,
 )
@@ -41,24 +40,23 @@ __all__ = [
 ]
 
 
-# Built definitions are reused, so the same Factory translated twice (two pipelines, two jobs,
-# a module imported twice by a code server) yields the same object and Definitions sees no
-# conflicting duplicate.
-_ASSET_CACHE: dict[tuple[Any, ...], AssetsDefinition] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _cache_key(
-    translated: TranslatedPipeline, node: FactoryNode, io_manager_key: str
+def asset_signature(
+    translated: TranslatedPipeline, node: FactoryNode, io_manager_key: str = "io_manager"
 ) -> tuple[Any, ...]:
     """What makes two Factory assets interchangeable: same Factory code and state, same key,
-    same inputs. Group and stage are left out, so a Factory shared by two pipelines is one
-    asset (in the group of the pipeline built first)."""
+    same inputs, same checks and condition. Group and stage are left out, so a Factory shared
+    by two pipelines is one asset (in the group of the pipeline passed first to
+    `build_definitions`, which de-duplicates by this signature)."""
     spec = translated.factory_specs[node]
     externals = tuple(
         (attr, type(value), repr(value))
         for attr, value in sorted(translated.external_values(node).items())
     )
+    checks = tuple(
+        (check.name, check.blocking, check.description or "")
+        for check in translated.check_specs(node)
+    )
+    condition = translated.conditions.get(node)
     return (
         node.factory_type,
         spec.key,
@@ -69,6 +67,8 @@ def _cache_key(
         spec.partitions_def,
         io_manager_key,
         externals,
+        checks,
+        condition.condition.describe() if condition is not None else None,
         repr({k: v for k, v in sorted(vars(node.factory).items()) if k != "uuid"}),
     )
 
@@ -76,15 +76,9 @@ def _cache_key(
 def build_factory_asset(
     translated: TranslatedPipeline, node: FactoryNode, *, io_manager_key: str = "io_manager"
 ) -> AssetsDefinition:
-    """The asset of one Factory (cached: the same inputs return the same definition)."""
-    cache_key = _cache_key(translated, node, io_manager_key)
-    with _CACHE_LOCK:
-        cached = _ASSET_CACHE.get(cache_key)
-        if cached is None:
-            cached = _ASSET_CACHE[cache_key] = _build_factory_asset(
-                translated, node, io_manager_key
-            )
-    return cached
+    """The asset of one Factory, built from this pipeline's own translation (its spec, checks
+    and condition): never shared with another pipeline's build."""
+    return _build_factory_asset(translated, node, io_manager_key)
 
 
 def _build_factory_asset(
@@ -100,7 +94,7 @@ def _build_factory_asset(
     }
     loaded = {asset_in.key for asset_in in ins.values()}
     other_deps = [dep for dep in spec.deps if dep.asset_key not in loaded]
-    config_class = factory_config_class(node)
+    config_class = translated.config_class(node)
 
     Step = Iterator[Output[Any] | AssetCheckResult | AssetCheckEvaluation]
 
@@ -152,8 +146,8 @@ def _build_factory_asset(
         partitions_def=spec.partitions_def,
         required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
         op_tags={
-            "pysetl/factory": node.name,
-            **({"pysetl/stage": str(node.stage_index)} if node.stage_index is not None else {}),
+            MetadataKey.FACTORY: node.name,
+            **({MetadataKey.STAGE: str(node.stage_index)} if node.stage_index is not None else {}),
         },
     )(fn)
 

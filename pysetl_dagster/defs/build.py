@@ -66,6 +66,22 @@ def _observable_inputs(
     return [a for a in assets if not any(a is s for s in sources)] + [observation]
 
 
+def _same_definition(
+    first: PySetlPipelineDefinitions, second: PySetlPipelineDefinitions, key: AssetKey
+) -> bool:
+    """Whether two pipelines define an asset key the same way (the same Factory, inputs,
+    checks and condition; or the same external input): then it is one asset, the first's."""
+    if key in first.signatures or key in second.signatures:
+        return first.signatures.get(key) == second.signatures.get(key)
+    specs = [
+        spec
+        for p in (first, second)
+        for spec in p.translated.external_specs.values()
+        if spec.key == key
+    ]
+    return len(specs) == 2 and specs[0].metadata == specs[1].metadata
+
+
 def build_definitions(
     *pipelines: PySetlPipelineDefinitions,
     resources: Mapping[str, Any] | None = None,
@@ -89,10 +105,7 @@ def build_definitions(
     by_name: dict[str, PySetlPipelineDefinitions] = {}
     for p in pipelines:
         seen = by_name.setdefault(p.name, p)
-        if seen is not p and not (
-            len(seen.assets) == len(p.assets)
-            and all(a is b for a, b in zip(seen.assets, p.assets, strict=True))
-        ):
+        if seen is not p and seen.signatures != p.signatures:
             raise PySetlDefinitionError(
                 f"Two different pipelines are both named {p.name!r}: their jobs would clash. "
                 "Give each pysetl_pipeline(...) its own name."
@@ -107,11 +120,7 @@ def build_definitions(
                     merged[key] = (p.name, asset)
                     continue
                 other_pipeline, other = merged[key]
-                if other is asset or (
-                    isinstance(asset, AssetSpec)
-                    and isinstance(other, AssetSpec)
-                    and other.metadata == asset.metadata
-                ):
+                if other is asset or _same_definition(by_name[other_pipeline], p, key):
                     continue
                 raise PySetlDefinitionError(
                     f"Asset {key.to_user_string()!r} is defined differently by pipelines "

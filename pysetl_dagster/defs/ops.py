@@ -6,7 +6,6 @@ Outputs are stored as the Factories' assets (see `ASSET_KEY_METADATA`), and a ma
 is recorded for each after it was written, so the asset graph shows Stage-job runs too.
 """
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,13 +24,11 @@ from dagster import (
 )
 
 from pysetl_dagster.execution.step import SPARK_RESOURCE_KEY, factory_step
+from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.storage.io_manager import ASSET_KEY_METADATA
 from pysetl_dagster.translation.graph import FactoryNode
 from pysetl_dagster.translation.naming import snake_case
-from pysetl_dagster.translation.specs import TranslatedPipeline, factory_config_class, input_name
-
-_OP_CACHE: dict[tuple[Any, ...], OpDefinition] = {}
-_CACHE_LOCK = threading.Lock()
+from pysetl_dagster.translation.specs import TranslatedPipeline, input_name
 
 
 def _stage_op(
@@ -55,7 +52,7 @@ def _stage_op(
     }
     config_fields = {}
     for node in nodes:
-        config_class = factory_config_class(node)
+        config_class = translated.config_class(node)
         if config_class is not None:
             config_fields[translated.key_of(node).to_python_identifier()] = Field(
                 config_class.to_config_schema().as_field().config_type,
@@ -63,15 +60,9 @@ def _stage_op(
                 description=f"Config of Factory {node.name}",
             )
 
-    cache_key = (op_name, tuple(id(n.factory) for n in nodes), tuple(outs), tuple(ins))
-    with _CACHE_LOCK:
-        cached = _OP_CACHE.get(cache_key)
-    if cached is not None:
-        return cached, upstream_of_input
-
     def run_stage(context: OpExecutionContext, **kwargs: Any) -> Iterator[Any]:
         for node in nodes:
-            config_class = factory_config_class(node)
+            config_class = translated.config_class(node)
             config = None
             if config_class is not None:
                 raw = (context.op_config or {}).get(translated.key_of(node).to_python_identifier())
@@ -94,11 +85,9 @@ def _stage_op(
         required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
         description=f"Stage {stage_index} of pipeline {graph.name}: "
         + ", ".join(n.name for n in nodes),
-        tags={"pysetl/stage": str(stage_index)},
+        tags={MetadataKey.STAGE: str(stage_index)},
     )(run_stage)
-    with _CACHE_LOCK:
-        _OP_CACHE.setdefault(cache_key, stage_op)
-    return _OP_CACHE[cache_key], upstream_of_input
+    return stage_op, upstream_of_input
 
 
 def build_stage_job(

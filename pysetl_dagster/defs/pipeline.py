@@ -48,11 +48,12 @@ from pysetl_dagster.automation.sensors import (
     resolve_factories,
     upstream_sensor,
 )
-from pysetl_dagster.defs.assets import build_pysetl_assets
+from pysetl_dagster.defs.assets import asset_signature, build_pysetl_assets
 from pysetl_dagster.defs.jobs import partition_groups, partition_job_names, stage_job_partitions
 from pysetl_dagster.defs.ops import build_stage_job
 from pysetl_dagster.defs.templates import extend_pipeline, factory_run_config
 from pysetl_dagster.errors import PySetlDefinitionError
+from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.translation.diagram import mermaid_diagram
 from pysetl_dagster.translation.graph import PipelineGraph
 from pysetl_dagster.translation.links import UpstreamAsset
@@ -82,6 +83,9 @@ class PySetlPipelineDefinitions:
         default_factory=dict
     )
     factory_config: Mapping[type[Factory[Any]], Mapping[str, Any]] | None = None
+    signatures: dict[AssetKey, tuple[Any, ...]] = field(default_factory=dict)
+    """Asset key -> what defines that Factory asset (see `defs.assets.asset_signature`):
+    `build_definitions` keeps one asset per key when two pipelines define it the same way."""
 
     @property
     def jobs(self) -> list[JobDefinition | UnresolvedAssetJobDefinition]:
@@ -243,7 +247,7 @@ def pysetl_pipeline(
     assets = build_pysetl_assets(translated, io_manager_key=io_manager_key)
     diagram = mermaid_diagram(translated)
     description = f"PySetl pipeline `{name}`\n\n```mermaid\n{diagram}\n```"
-    metadata = {"pysetl/diagram": MetadataValue.md(f"```mermaid\n{diagram}\n```")}
+    metadata = {MetadataKey.DIAGRAM: MetadataValue.md(f"```mermaid\n{diagram}\n```")}
     asset_config, stage_config = factory_run_config(name, translated, factory_config or {})
     groups = partition_groups(translated)
     job_names = partition_job_names(name, groups)
@@ -282,6 +286,10 @@ def pysetl_pipeline(
         partition_jobs=asset_jobs[1:],
         translator=translator,
         factory_config=factory_config,
+        signatures={
+            translated.key_of(node): asset_signature(translated, node, io_manager_key)
+            for node in translated.graph.nodes
+        },
     )
 
 

@@ -87,7 +87,7 @@ def factory_run_config(
     prefix = snake_case(name)
     for factory_type, values in factory_config.items():
         node = next((n for n in translated.graph.nodes if n.factory_type is factory_type), None)
-        if node is None or getattr(factory_type, "Config", None) is None:
+        if node is None or translated.config_class(node) is None:
             raise PySetlDefinitionError(
                 f"factory_config names Factory {factory_type.__name__}, which pipeline "
                 f"{name!r} does not have or which declares no nested `Config` class."

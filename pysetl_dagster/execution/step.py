@@ -57,6 +57,7 @@ from pysetl_dagster.execution.runner import (
     run_factory,
     write_own_sink,
 )
+from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.spark.labels import asset_scope
 from pysetl_dagster.spark.memory import DriverMemory, memory_metadata, persist_output, release
 from pysetl_dagster.storage.caching import (
@@ -155,10 +156,10 @@ def factory_step(
     )
     metadata = run.metadata()
     if taken is not None:
-        metadata["pysetl/branch_taken"] = MetadataValue.text(taken)
+        metadata[MetadataKey.BRANCH_TAKEN] = MetadataValue.text(taken)
     if getattr(storage, "debug_plans", False):  # debug mode: where this Factory sits
         diagram = mermaid_diagram(translated, highlight=node)
-        metadata["pysetl/diagram"] = MetadataValue.md(f"```mermaid\n{diagram}\n```")
+        metadata[MetadataKey.DIAGRAM] = MetadataValue.md(f"```mermaid\n{diagram}\n```")
 
     if isinstance(storage, SparkParquetIOManager) and isinstance(run.output, DataFrame):
         if storage.in_run_handover == "memory":  # consumers in this run get it from memory
@@ -214,10 +215,10 @@ def factory_step(
         metadata.update(memory_metadata(spark, driver))
 
     if outcomes:
-        metadata["pysetl/checks"] = summary_table(outcomes)
-        metadata["pysetl/checks_failed"] = MetadataValue.int(sum(not o.passed for o in outcomes))
+        metadata[MetadataKey.CHECKS] = summary_table(outcomes)
+        metadata[MetadataKey.CHECKS_FAILED] = MetadataValue.int(sum(not o.passed for o in outcomes))
         if outcomes[0].seconds is not None:
-            metadata["pysetl/checks_s"] = MetadataValue.float(round(outcomes[0].seconds, 4))
+            metadata[MetadataKey.CHECKS_S] = MetadataValue.float(round(outcomes[0].seconds, 4))
     data_version = None
     if cache is not None and isinstance(value, StoredVersion):
         metadata.update(cache.metadata())
@@ -292,11 +293,11 @@ def _skip(
             asset_key=key,
             partition=partition,
             description=message,
-            metadata={"pysetl/skipped": MetadataValue.text(reason)},
+            metadata={MetadataKey.SKIPPED: MetadataValue.text(reason)},
         )
     )
     if op_surface:
-        yield Output(SKIPPED, output_name=output_name, metadata={"pysetl/skipped": reason})
+        yield Output(SKIPPED, output_name=output_name, metadata={MetadataKey.SKIPPED: reason})
 
 
 def _output(
@@ -362,7 +363,11 @@ def _cache_decision(
     invalidated = records[0].get("cache_invalidated_at") if records else None
     return decide(
         cache_key,
-        cache_policy(node.factory_type, storage.cache_ttl_s),
+        cache_policy(
+            translated.declarations[node].cache,
+            translated.declarations[node].cache_ttl_seconds,
+            storage.cache_ttl_s,
+        ),
         records,
         forced=force_requested(tags, [key.to_user_string(), node.name]),
         disabled_by_run=tags.get(CACHE_TAG, "").strip().lower() == "off",
@@ -439,7 +444,7 @@ def _stored_outcomes(
                 rows=result.get("rows"),
                 message=result.get("message") or "",
                 extra={
-                    "pysetl/cached": MetadataValue.bool(True),
+                    MetadataKey.CACHED: MetadataValue.bool(True),
                     "storage_version": MetadataValue.text(str(record["version"])),
                 },
             )

@@ -32,6 +32,7 @@ from typing import Any
 from dagster import MetadataValue
 from pyspark.sql import SparkSession
 
+from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.spark.labels import job_ids_with_tag, spark_context
 
 _HWM = re.compile(r"^VmHWM:\s+(\d+)\s+kB", re.MULTILINE)
@@ -149,7 +150,7 @@ def memory_metadata(spark: SparkSession | None, driver: DriverMemory) -> dict[st
     metadata: dict[str, Any] = {}
     peak = driver.peak_mb()
     if peak is not None:
-        metadata["pysetl/driver_peak_rss_mb"] = MetadataValue.float(round(peak, 1))
+        metadata[MetadataKey.DRIVER_PEAK_RSS_MB] = MetadataValue.float(round(peak, 1))
     executors = executor_peak_memory_mb(spark)
     if executors is not None:
         metadata["spark/executor_peak_memory_mb"] = MetadataValue.float(round(executors, 1))

@@ -27,7 +27,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from dagster import MetadataValue
@@ -57,18 +56,13 @@ class CachePolicy:
     ttl_s: float | None = None
 
 
-def cache_policy(factory_type: type, default_ttl_s: float | None = None) -> CachePolicy:
-    """A Factory's policy from its class attributes `cache = False` and `cache_ttl`
-    (a `timedelta` or seconds), else the storage's default TTL."""
-    enabled = bool(getattr(factory_type, "cache", True))
-    ttl = getattr(factory_type, "cache_ttl", None)
-    if isinstance(ttl, timedelta):
-        ttl_s: float | None = ttl.total_seconds()
-    elif isinstance(ttl, int | float) and not isinstance(ttl, bool):
-        ttl_s = float(ttl)
-    else:
-        ttl_s = default_ttl_s
-    return CachePolicy(enabled=enabled, ttl_s=ttl_s)
+def cache_policy(
+    enabled: bool, ttl_seconds: float | None, default_ttl_seconds: float | None = None
+) -> CachePolicy:
+    """A Factory's policy from its declarations (`cache = False`, `cache_ttl`), else the
+    storage's default TTL."""
+    ttl = ttl_seconds if ttl_seconds is not None else default_ttl_seconds
+    return CachePolicy(enabled=enabled, ttl_s=ttl)
 
 
 @dataclass

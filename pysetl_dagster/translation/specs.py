@@ -10,9 +10,10 @@ from typing import Any
 
 from dagster import AssetCheckSpec, AssetKey, AssetSpec, Config
 
-from pysetl_dagster.automation.conditions import ResolvedCondition, is_branch, resolve_condition
+from pysetl_dagster.automation.conditions import ResolvedCondition, resolve_condition
 from pysetl_dagster.checks.plan import CheckPlan, build_check_plan
 from pysetl_dagster.errors import PySetlDefinitionError
+from pysetl_dagster.translation.declarations import FactoryDeclarations, read_declarations
 from pysetl_dagster.translation.graph import ExternalInput, FactoryNode, PipelineGraph
 from pysetl_dagster.translation.links import link_spec
 from pysetl_dagster.translation.naming import invalid_key_components
@@ -21,14 +22,6 @@ from pysetl_dagster.translation.translator import (
     PySetlFactoryData,
     PySetlTranslator,
 )
-
-
-def factory_config_class(node: FactoryNode) -> type[Config] | None:
-    """The Factory's nested `Config` class (a `dagster.Config`), if it declares one."""
-    config_class = getattr(node.factory_type, "Config", None)
-    if isinstance(config_class, type) and issubclass(config_class, Config):
-        return config_class
-    return None
 
 
 @dataclass(frozen=True)
@@ -42,6 +35,13 @@ class TranslatedPipeline:
     conditions: dict[FactoryNode, ResolvedCondition] = field(default_factory=dict)
     branches: dict[FactoryNode, ResolvedCondition] = field(default_factory=dict)
     """A branch's `choose` condition (see `conditions.branch`)."""
+    declarations: dict[FactoryNode, FactoryDeclarations] = field(default_factory=dict)
+    """What each Factory declares, read once at translation."""
+
+    def config_class(self, node: FactoryNode) -> type[Config] | None:
+        """The Factory's nested `Config` class (a `dagster.Config`), if it declares one."""
+        declared = self.declarations.get(node)
+        return declared.config_class if declared is not None else None
 
     def check_specs(self, node: FactoryNode) -> list[AssetCheckSpec]:
         plan = self.check_plans.get(node)
@@ -75,7 +75,9 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
     check_plans: dict[FactoryNode, CheckPlan] = {}
     conditions: dict[FactoryNode, ResolvedCondition] = {}
     branches: dict[FactoryNode, ResolvedCondition] = {}
+    declarations: dict[FactoryNode, FactoryDeclarations] = {}
     for node in graph.nodes:
+        declared = declarations[node] = read_declarations(node.factory)
         inputs = graph.inputs[node]
         upstream: list[AssetKey] = []
         for resolved in inputs:
@@ -87,7 +89,7 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
             )
             if key not in upstream:
                 upstream.append(key)
-        data = PySetlFactoryData(node, graph.name, inputs, tuple(upstream))
+        data = PySetlFactoryData(node, graph.name, inputs, tuple(upstream), declared)
         factory_specs[node] = translator.get_asset_spec(data)
         consumed = {
             r.source.factory_type: r.attribute for r in inputs if isinstance(r.source, FactoryNode)
@@ -98,9 +100,10 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
             conditions[node] = resolve_condition(
                 condition, node.name, graph.name, in_pipeline, consumed
             )
-        if is_branch(node.factory):
-            choose = node.factory.branch_choose  # type: ignore[attr-defined]
-            branches[node] = resolve_condition(choose, node.name, graph.name, in_pipeline, consumed)
+        if declared.branch is not None:
+            branches[node] = resolve_condition(
+                declared.branch.choose, node.name, graph.name, in_pipeline, consumed
+            )
         validation = translator.get_validation(data)
         if validation is not None:
             try:
@@ -134,5 +137,5 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
             )
         owners[spec.key] = owner
     return TranslatedPipeline(
-        graph, factory_specs, external_specs, check_plans, conditions, branches
+        graph, factory_specs, external_specs, check_plans, conditions, branches, declarations
     )

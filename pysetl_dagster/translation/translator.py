@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import (
@@ -24,11 +24,12 @@ from pysetl.workflow import Factory
 from typedspark import DataSet
 
 from pysetl_dagster.automation.conditions import VARIANT_TAG, Condition
-from pysetl_dagster.checks.plan import Validation, as_validation
+from pysetl_dagster.checks.plan import Validation
+from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.storage.fingerprints import code_fingerprint
+from pysetl_dagster.translation.declarations import FactoryDeclarations
 from pysetl_dagster.translation.graph import ExternalInput, FactoryNode, ResolvedInput, _type_name
 from pysetl_dagster.translation.naming import snake_case
-from pysetl_dagster.translation.partitions import declared_partitions
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class PySetlFactoryData:
     inputs: tuple[ResolvedInput, ...]
     upstream_keys: tuple[AssetKey, ...]
     """Asset keys of everything the Factory's Deliveries resolve to (Factories and externals)."""
+    declarations: FactoryDeclarations = field(default_factory=FactoryDeclarations)
+    """What the Factory declares (`validation`, `partitions`, `condition`, ...), read once."""
 
     @property
     def factory(self) -> Factory[Any]:
@@ -90,7 +93,7 @@ class PySetlTranslator:
         (column presence and types). Override to add or replace schemas without touching the
         Factories.
         """
-        declared = as_validation(getattr(data.factory_type, "validation", None))
+        declared = data.declarations.validation
         if declared is not None:
             return declared
         payload = data.node.payload_type
@@ -103,47 +106,47 @@ class PySetlTranslator:
         """The Factory's partitions: by default its `partitions` class attribute
         (`daily(...)`, `static([...])` or a Dagster `PartitionsDefinition`), else none.
         Override to partition Factories you cannot edit."""
-        return declared_partitions(data.factory_type)
+        return data.declarations.partitions
 
     def get_condition(self, data: PySetlFactoryData) -> Condition | None:
         """When the Factory runs (None: always). Default: its `condition` attribute
         (`when_config(...)`, `when_data(...)`). Override to add conditions without touching
         the Factories."""
-        condition = getattr(data.factory, "condition", None)
-        return condition if condition is not None else None
+        return data.declarations.condition
 
     # -- defaults --------------------------------------------------------------------------
 
     def _factory_spec(self, data: PySetlFactoryData) -> AssetSpec:
         node = data.node
         metadata: dict[str, Any] = {
-            "pysetl/factory": MetadataValue.text(_qualified_name(node.factory_type)),
-            "pysetl/output_type": MetadataValue.text(_type_name(node.payload_type)),
-            "pysetl/inputs": MetadataValue.json(
+            MetadataKey.FACTORY: MetadataValue.text(_qualified_name(node.factory_type)),
+            MetadataKey.OUTPUT_TYPE: MetadataValue.text(_type_name(node.payload_type)),
+            MetadataKey.INPUTS: MetadataValue.json(
                 {r.attribute: _input_description(r) for r in data.inputs}
             ),
         }
         if node.stage_index is not None:
-            metadata["pysetl/stage"] = MetadataValue.int(node.stage_index)
+            metadata[MetadataKey.STAGE] = MetadataValue.int(node.stage_index)
         if node.delivery_id:
-            metadata["pysetl/delivery_id"] = MetadataValue.text(node.delivery_id)
+            metadata[MetadataKey.DELIVERY_ID] = MetadataValue.text(node.delivery_id)
         tags: dict[str, str] = {}
-        branch = getattr(node.factory, "branch_choose", None)
+        declared = data.declarations
+        branch = declared.branch
         if branch is not None:  # conditions.branch: one asset, two alternatives
-            metadata["pysetl/branch"] = MetadataValue.json(
+            metadata[MetadataKey.BRANCH] = MetadataValue.json(
                 {
-                    "choose": branch.describe(),
-                    "then": type(node.factory.branch_then).__name__,  # type: ignore[attr-defined]
-                    "otherwise": type(node.factory.branch_otherwise).__name__,  # type: ignore[attr-defined]
+                    "choose": branch.choose.describe(),
+                    "then": type(branch.then).__name__,
+                    "otherwise": type(branch.otherwise).__name__,
                 }
             )
-        variant = getattr(node.factory, "variant", None)
+        variant = declared.variant
         if variant:  # conditions.variants: A/B paths
             metadata[VARIANT_TAG] = MetadataValue.text(variant)
             tags[VARIANT_TAG] = variant
-        condition = getattr(node.factory, "condition", None)
+        condition = declared.condition
         if condition is not None:
-            metadata["pysetl/condition"] = MetadataValue.text(condition.describe())
+            metadata[MetadataKey.CONDITION] = MetadataValue.text(condition.describe())
         schema = table_schema_of(node.payload_type)
         if schema is not None:
             metadata["dagster/column_schema"] = MetadataValue.table_schema(schema)
@@ -162,11 +165,11 @@ class PySetlTranslator:
     def _external_spec(self, data: PySetlExternalData) -> AssetSpec:
         external = data.external
         metadata: dict[str, Any] = {
-            "pysetl/output_type": MetadataValue.text(_type_name(external.payload_type)),
-            "pysetl/payload": MetadataValue.text(repr(external.payload)[:500]),
+            MetadataKey.OUTPUT_TYPE: MetadataValue.text(_type_name(external.payload_type)),
+            MetadataKey.PAYLOAD: MetadataValue.text(repr(external.payload)[:500]),
         }
         if external.delivery_id:
-            metadata["pysetl/delivery_id"] = MetadataValue.text(external.delivery_id)
+            metadata[MetadataKey.DELIVERY_ID] = MetadataValue.text(external.delivery_id)
         path = getattr(external.payload, "path", None)
         if isinstance(path, str):
             metadata["path"] = MetadataValue.path(path)

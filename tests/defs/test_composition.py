@@ -5,24 +5,73 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import pandera.pyspark as pa
+import pyspark.sql.types as T
 import pytest
 from pysetl.workflow import Pipeline, Stage
 
 import definitions
 from pysetl_dagster import (
     PySetlDefinitionError,
+    PySetlFactoryData,
     PySetlTranslator,
+    Validation,
     build_definitions,
     pysetl_pipeline,
 )
 from tests.fixtures.numbers_pipeline import Doubled, Numbers, Total, build_numbers_pipeline
 
 
-def test_rebuilding_a_pipeline_reuses_its_definitions() -> None:
+def test_rebuilding_a_pipeline_gives_equal_definitions_kept_once() -> None:
     first = pysetl_pipeline(build_numbers_pipeline(), name="numbers")
     again = pysetl_pipeline(build_numbers_pipeline(), name="numbers")
-    assert all(a is b for a, b in zip(first.assets, again.assets, strict=True))
-    build_definitions(first, again, storage_path="unused").resolve_all_job_defs()
+    # each build owns its definitions (no module-level cache hands one build another's)
+    assert not any(a is b for a, b in zip(first.assets, again.assets, strict=True))
+    assert first.signatures == again.signatures
+    defs = build_definitions(first, again, storage_path="unused")
+    defs.resolve_all_job_defs()
+    assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} == {
+        "numbers", "doubled", "total",
+    }  # fmt: skip
+
+
+class _PositiveNumbers(PySetlTranslator):
+    """Adds a value check to Numbers (as a team would, without touching the Factory)."""
+
+    def get_validation(self, data: PySetlFactoryData) -> Validation | None:
+        if data.factory_type is Numbers:
+            return Validation(
+                pa.DataFrameSchema({"value": pa.Column(T.LongType(), pa.Check.ge(0))})
+            )
+        return super().get_validation(data)
+
+
+def _check_names(assets: list[Any], key: str) -> set[str]:
+    (asset,) = [
+        a for a in assets if isinstance(a, dg.AssetsDefinition) and dg.AssetKey(key) in a.keys
+    ]
+    return {check.name for check in asset.check_specs}
+
+
+def test_each_pipeline_gets_its_own_asset_with_its_own_checks(resources: Any) -> None:
+    plain = pysetl_pipeline(build_numbers_pipeline(), name="plain")
+    checked = pysetl_pipeline(
+        build_numbers_pipeline(), name="checked", translator=_PositiveNumbers()
+    )
+    assert "value__greater_than_or_equal_to" in _check_names(checked.assets, "numbers")
+    assert "value__greater_than_or_equal_to" not in _check_names(plain.assets, "numbers")
+    # built the other way round, each still has its own checks
+    again = pysetl_pipeline(build_numbers_pipeline(), name="plain")
+    assert "value__greater_than_or_equal_to" not in _check_names(again.assets, "numbers")
+    # materialized, the checked pipeline's asset evaluates its own check
+    result = dg.materialize(
+        checked.assets, resources=resources, selection=["numbers"], raise_on_error=True
+    )
+    evaluations = {e.check_name for e in result.get_asset_check_evaluations()}
+    assert "value__greater_than_or_equal_to" in evaluations
+    # one Definitions cannot hold both: the same key, defined differently
+    with pytest.raises(PySetlDefinitionError, match=r"'numbers' is defined differently"):
+        build_definitions(plain, checked, storage_path="unused")
 
 
 def test_a_factory_shared_by_two_pipelines_is_one_asset(spark: Any, resources: Any) -> None:
