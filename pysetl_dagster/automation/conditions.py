@@ -255,7 +255,13 @@ class _Not(Condition):
 
 def when_config(name: str, equals: Any = True, *, default: Any = None) -> Condition:
     """Holds when the flag `name` is true (or equals `equals`): the Factory's Config field
-    `name`, else the run tag `pysetl/<name>` (set it in the Launchpad, a schedule or a sensor)."""
+    `name`, else the run tag `pysetl/<name>` (set it in the Launchpad, a schedule or a sensor).
+
+    Args:
+        name: the flag: a Config field of the Factory, else the run tag `pysetl/<name>`.
+        equals: the value the flag must have (default: any true value).
+        default: the flag's value when neither the Config nor the run sets it.
+    """
     return ConfigCondition(name, equals, default)
 
 
@@ -263,13 +269,24 @@ def when_data(
     factory: type, predicate: Callable[[DataFrame], Column], *, label: str | None = None
 ) -> Condition:
     """Holds when `predicate(df)` (a Spark Column aggregate, e.g. `F.count(F.lit(1)) > 0`) is
-    true over the output of the upstream Factory `factory`, which this Factory must consume."""
+    true over the output of the upstream Factory `factory`, which this Factory must consume.
+
+    Args:
+        factory: the upstream Factory class whose output is tested; this Factory must consume it.
+        predicate: builds one aggregate Column from that output's DataFrame.
+        label: how the condition is described in logs and metadata (default: the predicate).
+    """
     return DataCondition(factory, predicate, label)
 
 
 def stage_condition(stage: Stage, condition: Condition) -> Stage:
     """A condition on a whole Stage: every Factory of it carries it (and-ed with its own).
-    A data condition must then name a Factory each of them consumes (checked at load time)."""
+    A data condition must then name a Factory each of them consumes (checked at load time).
+
+    Args:
+        stage: the PySetl Stage whose Factories all get the condition.
+        condition: a `when_config(...)` / `when_data(...)` condition (combinable with & | ~).
+    """
     for factory in stage.factories:
         existing = getattr(factory, "condition", None)
         factory.condition = condition if existing is None else existing & condition  # type: ignore[attr-defined]
@@ -378,6 +395,12 @@ def branch(
     either one declares, so its consumers read one asset whichever branch ran (a Dagster skip
     of the other branch never reaches them). The run's materialization says which branch ran
     (`pysetl/branch_taken`); the asset's metadata lists both (`pysetl/branch`).
+
+    Args:
+        choose: the condition deciding which alternative runs.
+        then: the Factory that runs when `choose` holds.
+        otherwise: the Factory that runs when it does not.
+        name: the branch Factory's class name (default `<Then>Or<Otherwise>`).
     """
     then_type, other_type = type(then), type(otherwise)
     label = name or f"{then_type.__name__}Or{other_type.__name__}"
@@ -456,6 +479,11 @@ def variants(
     The flag `flag` (run tag `pysetl/<flag>` or a Config field) picks one variant by its label,
     or `both` (the default) runs them side by side. Each variant's output gets its label as
     `delivery_id`, so ordinary consumers never read a variant by accident.
+
+    Args:
+        flag: the flag (Config field or run tag `pysetl/<flag>`) naming the variant to run.
+        choices: variant label -> Factory; each becomes its own asset.
+        default: the label run when the flag is not set (`both`: all side by side).
     """
     if len(choices) < 2:
         raise PySetlDefinitionError(f"variants({flag!r}, ...) needs at least two variants.")

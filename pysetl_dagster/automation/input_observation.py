@@ -1,4 +1,3 @@
-
 """External inputs as observable source assets: their data version is the input's fingerprint.
 
 A Factory's cache key already counts its external inputs (files by path, size and mtime), so a

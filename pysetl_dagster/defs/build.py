@@ -101,6 +101,18 @@ def build_definitions(
     With a `profile` (see `pysetl_dagster.profiles`), Spark master and settings, the storage
     root, extra resources and whether the pipelines' schedules run come from it; explicit
     arguments still win.
+
+    Args:
+        pipelines: what `pysetl_pipeline` (or a template instance) returned.
+        resources: resources added to (or replacing) the defaults `pyspark` and `io_manager`.
+        storage_path: the storage root (default: the profile's, else
+            `$PYSETL_DAGSTER_STORAGE`, else `$DAGSTER_HOME/pysetl_storage`).
+        spark_config: Spark properties of the default `pyspark` resource.
+        schedules: more schedules, besides the pipelines' own.
+        sensors: more sensors, besides the pipelines' own.
+        assets: more assets (e.g. other integrations') in the same code location.
+        jobs: more jobs.
+        profile: a loaded profile (`load_profile`): Spark, storage, schedules, resources.
     """
     by_name: dict[str, PySetlPipelineDefinitions] = {}
     for p in pipelines:

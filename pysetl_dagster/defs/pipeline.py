@@ -332,6 +332,12 @@ class PySetlTemplate:
 
 
 def pysetl_template(build: Callable[..., Pipeline], *, name: str | None = None) -> PySetlTemplate:
-    """A template from a function building a PySetl Pipeline from parameters."""
+    """A template from a function building a PySetl Pipeline from parameters.
+
+    Args:
+        build: a function returning a `pysetl.workflow.Pipeline` for its keyword parameters.
+        name: the template's name, prefix of every instance's name (default: the function's
+            name without `build_`).
+    """
     template_name = name or snake_case(build.__name__.removeprefix("build_")) or "pipeline"
     return PySetlTemplate(build, template_name)

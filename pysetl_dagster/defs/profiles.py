@@ -288,6 +288,10 @@ def load_profile(path: str | os.PathLike[str], name: str | None = None) -> Profi
 
     `name` defaults to `$PYSETL_DAGSTER_PROFILE`, else `dev`; `$PYSETL_DAGSTER_PROFILE_FILE`
     replaces `path` when set.
+
+    Args:
+        path: the profile file (YAML or TOML).
+        name: the profile to load (default `$PYSETL_DAGSTER_PROFILE`, else `dev`).
     """
     file = Path(os.environ.get(PROFILE_FILE_ENV) or path)
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE

@@ -18,15 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 _local = threading.local()
-_FORMATS: dict[str, str] = {}
-_FORMATS_LOCK = threading.Lock()
 _SKIP = ("dagster", "py4j", "pyspark", "urllib3", "alembic", "sqlalchemy", "grpc")
-
-
-def set_run_log_format(run_id: str, log_format: str) -> None:
-    """`text` or `json`: how the forwarded records of the run are written."""
-    with _FORMATS_LOCK:
-        _FORMATS[run_id] = log_format
 
 
 def format_record(record: logging.LogRecord, fields: dict[str, str], log_format: str) -> str:
@@ -79,7 +71,9 @@ def _current_dagster_log() -> Any:
 
 
 @contextmanager
-def factory_logging(run_id: str, asset: str, factory: str) -> Iterator[None]:
+def factory_logging(
+    run_id: str, asset: str, factory: str, log_format: str = "text"
+) -> Iterator[None]:
     """Forward this thread's log records (INFO and up) to the step's Dagster log while a
     Factory runs. The root logger's level is lowered to INFO meanwhile (PySetl logs at INFO)."""
     log = _current_dagster_log()
@@ -97,7 +91,7 @@ def factory_logging(run_id: str, asset: str, factory: str) -> Iterator[None]:
         _installs += 1
     previous = getattr(_local, "target", None)
     fields = {"run": run_id, "asset": asset, "factory": factory}
-    _local.target = (log, fields, _FORMATS.get(run_id, "text"))
+    _local.target = (log, fields, log_format)
     try:
         yield
     finally:

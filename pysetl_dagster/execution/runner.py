@@ -92,6 +92,7 @@ class FactoryRun:
     sink, fallback); whoever stores the output releases it (`memory.release`)."""
     factory: Any = None
     deferred_write: list[str] | None = None
+    log_format: str = "text"
     """Own sink, deferred: the Factory's attributes holding its output, which `write_own_sink`
     points at the stored version before it calls the Factory's `write()`."""
 
@@ -116,6 +117,7 @@ def run_factory(
     write: bool = True,
     own_sink: OwnSink = "inline",
     partition_key: str | None = None,
+    log_format: str = "text",
 ) -> FactoryRun:
     """Run `read -> process -> write` on a private copy of the Factory and return `get()`.
 
@@ -149,7 +151,7 @@ def run_factory(
     step = "read"
     try:
         with (
-            factory_logging(run_id, asset, node.name),
+            factory_logging(run_id, asset, node.name, log_format),
             asset_scope(spark, run_id, asset, f"{node.name}.read()") as scope,
         ):
             start = time.perf_counter()
@@ -197,6 +199,7 @@ def run_factory(
         persisted=persisted,
         factory=factory,
         deferred_write=deferred,
+        log_format=log_format,
     )
 
 
@@ -227,7 +230,7 @@ def write_own_sink(
         setattr(factory, name, replacement)
     try:
         with (
-            factory_logging(run_id, asset, node.name),
+            factory_logging(run_id, asset, node.name, run.log_format),
             asset_scope(spark, run_id, asset, f"{node.name}.write()"),
         ):
             start = time.perf_counter()

@@ -83,6 +83,9 @@ class CancelWatcher:
 
 
 _WATCHERS: dict[str, CancelWatcher] = {}
+"""The watchers of this process's runs that have not ended: each is removed at its run's end
+(`stop_watching`, called by the Spark resource's teardown), so the map never outgrows the
+runs in flight."""
 _WATCHERS_LOCK = threading.Lock()
 
 
@@ -98,13 +101,28 @@ def can_watch(instance: Any) -> bool:
     return instance is not None and not isinstance(instance.run_storage, InMemoryRunStorage)
 
 
-def watch_run(instance: Any, run_id: str, spark: SparkSession | None) -> None:
+def watch_run(instance: Any, run_id: str, spark: SparkSession | None) -> CancelWatcher | None:
     """Start (once per run and process) the watcher that cancels the run's Spark jobs when the
-    run is terminated. It stops by itself when the run finishes."""
+    run is terminated; None when the run cannot be watched (no session, an ephemeral
+    instance). It stops by itself when the run finishes, or at `stop_watching`."""
     if spark is None or not can_watch(instance):
-        return
+        return None
     with _WATCHERS_LOCK:
         watcher = _WATCHERS.get(run_id)
-        if watcher is not None and watcher._thread.is_alive():
-            return
-        _WATCHERS[run_id] = CancelWatcher(instance, run_id, spark).start()
+        if watcher is None or not watcher._thread.is_alive():
+            watcher = _WATCHERS[run_id] = CancelWatcher(instance, run_id, spark).start()
+        return watcher
+
+
+def stop_watching(run_id: str) -> None:
+    """Stop and forget the run's watcher (the run ended)."""
+    with _WATCHERS_LOCK:
+        watcher = _WATCHERS.pop(run_id, None)
+    if watcher is not None:
+        watcher.stop()
+
+
+def watched_runs() -> list[str]:
+    """The runs of this process being watched now."""
+    with _WATCHERS_LOCK:
+        return sorted(_WATCHERS)

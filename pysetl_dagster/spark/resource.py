@@ -21,8 +21,7 @@ from pydantic import Field
 from pyspark.sql import SparkSession
 
 from pysetl_dagster.errors import PySetlSparkError
-from pysetl_dagster.execution.logs import set_run_log_format
-from pysetl_dagster.spark.cancel import watch_run
+from pysetl_dagster.spark.cancel import stop_watching, watch_run
 
 _STOP_HOOK_LOCK = threading.Lock()
 _STOP_HOOK_REGISTERED = False
@@ -71,11 +70,15 @@ class PySparkSessionResource(LazyPySparkResource):
         # manager, so every `getOrCreate` in the run returns this configured session.
         self._init_session()
         run = context.dagster_run
-        if run is not None:
-            set_run_log_format(run.run_id, self.log_format)
         if self.cancel_on_terminate and run is not None and context.instance is not None:
             # Terminating the run (UI, GraphQL, instance) cancels its Spark jobs by tag.
             watch_run(context.instance, run.run_id, self._spark_session)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        # The run's watcher is per-run state: released with the run (the session stays for
+        # the process; see `stop_at_exit`).
+        if context.dagster_run is not None:
+            stop_watching(context.dagster_run.run_id)
 
     def _init_session(self) -> None:
         if self._spark_session is not None:

@@ -48,6 +48,7 @@ from pyspark.sql.types import StructType
 from pysetl_dagster.automation.conditions import SKIPPED, is_skipped, remember_skipped, was_skipped
 from pysetl_dagster.errors import PySetlFactoryError, PySetlStorageError
 from pysetl_dagster.spark.labels import active_session, asset_scope, step_tag
+from pysetl_dagster.spark.memory import release
 from pysetl_dagster.spark.metrics import (
     failed_spark_work,
     spark_metrics,
@@ -207,8 +208,6 @@ class SparkParquetIOManager(ConfigurableIOManager):
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Release what this run persisted; forget the run's loaded versions."""
-        from pysetl_dagster.spark.memory import release
-
         for persisted in self._persisted:
             release(persisted)
         self._persisted.clear()

@@ -45,6 +45,12 @@ def daily(
     """One partition per day from `start` (`"2024-01-01"`); keys look like `"2024-01-05"`.
 
     `end_offset=1` also offers today's (still running) day; the default stops at yesterday.
+
+    Args:
+        start: the first day, `"2024-01-01"` or a date.
+        end: the day after the last one (default: open ended).
+        timezone: the partitions' timezone (default UTC).
+        end_offset: how many partitions past the last complete day to offer.
     """
     return DailyPartitionsDefinition(
         start_date=_day(start),

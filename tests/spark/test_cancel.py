@@ -8,6 +8,7 @@ import dagster as dg
 from pyspark.sql import SparkSession
 
 from pysetl_dagster import PySparkSessionResource
+from pysetl_dagster.spark.cancel import stop_watching, watch_run, watched_runs
 from tests.e2e.test_dagster_dev import _free_port
 from tests.fixtures.slow_pipeline import launch_and_terminate
 
@@ -27,7 +28,6 @@ def test_runs_on_a_stored_instance_are_watched_ephemeral_ones_are_not(
     """The watcher polls run storage from a thread. An ephemeral instance (what `materialize()`
     uses) keeps runs in shared-cache in-memory SQLite, where that read made the run's own
     status update fail with "database table is locked: runs" (CI, 2026-11-23)."""
-    from pysetl_dagster import observability
 
     @dg.asset
     def counted(pyspark: PySparkSessionResource) -> int:
@@ -36,11 +36,17 @@ def test_runs_on_a_stored_instance_are_watched_ephemeral_ones_are_not(
     resources = {"pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False)}
     ephemeral = dg.materialize([counted], resources=resources)
     assert ephemeral.success
-    assert ephemeral.run_id not in observability._WATCHERS
+    assert watch_run(dg.DagsterInstance.ephemeral(), ephemeral.run_id, spark) is None
 
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         stored = dg.materialize([counted], resources=resources, instance=instance)
         assert stored.success
-        watcher = observability._WATCHERS[stored.run_id]
-        watcher._thread.join(5)  # it ends by itself once it sees the run finished
+        # the run's watcher is per-run state: released with the run
+        assert stored.run_id not in watched_runs()
+        # on a stored instance a watcher starts, and ends by itself once the run is finished
+        watcher = watch_run(instance, stored.run_id, spark)
+        assert watcher is not None and stored.run_id in watched_runs()
+        watcher._thread.join(5)
         assert not watcher._thread.is_alive()
+        stop_watching(stored.run_id)
+        assert stored.run_id not in watched_runs()

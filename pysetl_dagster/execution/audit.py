@@ -1,0 +1,207 @@
+"""Checks in the step: observed while the new version is written, evaluated on the written
+files, or on an in-memory value; stored with the version and reported again on reuse."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetKey,
+    Failure,
+    MetadataValue,
+)
+from pyspark.sql import DataFrame
+from pyspark.sql.types import StructType
+
+from pysetl_dagster.checks.plan import (
+    IN_MEMORY_ENGINES,
+    CheckOutcome,
+    CheckPlan,
+    evaluate,
+    evaluate_pandas,
+    observed_exprs,
+)
+from pysetl_dagster.errors import PySetlFactoryError
+from pysetl_dagster.execution.state import StepState
+from pysetl_dagster.metadata import MetadataKey
+from pysetl_dagster.spark.labels import asset_scope
+from pysetl_dagster.storage.io_manager import SparkParquetIOManager, StoredVersion
+
+
+def write_and_audit(
+    storage: SparkParquetIOManager,
+    plan: CheckPlan | None,
+    output: DataFrame,
+    key: AssetKey,
+    partition: str | None,
+    *,
+    run_id: str,
+) -> tuple[StoredVersion, list[CheckOutcome]]:
+    """Write the new version with every row-level check observed during the write, then
+    evaluate the rest on the written files (never on the Factory's lineage again)."""
+    spark_plan = plan if plan is not None and plan.engine == "pyspark" else None
+    exprs, broken = observed_exprs(spark_plan, output) if spark_plan else ([], {})
+    location = storage.asset_dir(key, partition)
+    previous = storage.current_manifest(key, partition)
+    asset = key.to_user_string()
+    stored = storage.write_version(
+        key, location, output, observe=exprs or None, run_id=run_id, label=asset
+    )
+    if spark_plan is None:
+        return stored, []
+    start = time.perf_counter()
+    try:
+        with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
+            outcomes = evaluate(
+                spark_plan,
+                storage.read_version(stored.path, stored.schema_json),
+                stored.observed,
+                broken=broken,
+                previous_schema=schema_of(previous, "schema"),
+                sample_fraction=_sample_fraction(spark_plan, storage),
+            )
+    except BaseException:
+        storage.abandon(stored)  # never published: do not leave it leased
+        raise
+    for outcome in outcomes:
+        outcome.seconds = time.perf_counter() - start
+    return stored, outcomes
+
+
+def audit_in_memory(plan: CheckPlan | None, output: Any) -> list[CheckOutcome]:
+    """Checks on a value that is not stored by this project's storage (a pandas DataFrame, or
+    another IO manager): evaluated before the value is handed over, so nothing bad is stored."""
+    if plan is None:
+        return []
+    if plan.engine in IN_MEMORY_ENGINES:
+        return evaluate_pandas(plan, output)
+    if isinstance(output, DataFrame):
+        exprs, broken = observed_exprs(plan, output)
+        observed = output.agg(*exprs).first()
+        return evaluate(plan, output, observed.asDict() if observed else {}, broken=broken)
+    return []
+
+
+def check_stored(state: StepState) -> list[CheckOutcome]:
+    """Evaluate the selected checks against the current stored version (the UI's "Execute
+    checks"): one Spark job reading only the checked columns, plus uniqueness and custom
+    checks if selected."""
+    plan, storage, key, partition = state.plan, state.storage, state.key, state.partition
+    assert plan is not None
+    if storage is None or plan.engine != "pyspark":
+        raise PySetlFactoryError(
+            f"Checks of asset {key.to_user_string()} can run on their own only on a Spark output "
+            "stored by SparkParquetIOManager; materialize the asset to run them."
+        )
+    manifest = storage.current_manifest(key, partition)
+    if manifest is None:
+        raise Failure(
+            description=f"Asset {key.to_user_string()} has no stored output to check. "
+            "Materialize it first."
+        )
+    path = storage.asset_dir(key, partition) / manifest["version"]
+    with asset_scope(state.spark, state.run_id, state.asset, "asset checks on the stored output"):
+        written = storage.read_version(path, manifest.get("schema"))
+        exprs, broken = observed_exprs(plan, written)
+        row = written.agg(*exprs).first()
+        outcomes = evaluate(
+            plan,
+            written,
+            row.asDict() if row else {},
+            broken=broken,
+            previous_schema=schema_of(manifest, "previous_schema"),
+            sample_fraction=_sample_fraction(plan, storage),
+        )
+    for outcome in outcomes:
+        outcome.extra["storage_version"] = MetadataValue.text(manifest["version"])
+    return outcomes
+
+
+def outcome_record(outcome: CheckOutcome) -> dict[str, Any]:
+    """What the manifest keeps of a check result, to report it again when the version is
+    reused."""
+    return {
+        "name": outcome.check.name,
+        "passed": outcome.passed,
+        "failing_rows": outcome.failing_rows,
+        "rows": outcome.rows,
+        "message": outcome.message,
+    }
+
+
+def stored_outcomes(plan: CheckPlan | None, record: Mapping[str, Any]) -> list[CheckOutcome] | None:
+    """The selected checks' results stored with a version (None: one is missing)."""
+    if plan is None or not plan.checks:
+        return []
+    stored = {c["name"]: c for c in record.get("checks") or []}
+    outcomes = []
+    for check in plan.checks:
+        result = stored.get(check.name)
+        if result is None:
+            return None
+        outcomes.append(
+            CheckOutcome(
+                check,
+                bool(result["passed"]),
+                failing_rows=result.get("failing_rows"),
+                rows=result.get("rows"),
+                message=result.get("message") or "",
+                extra={
+                    MetadataKey.CACHED: MetadataValue.bool(True),
+                    "storage_version": MetadataValue.text(str(record["version"])),
+                },
+            )
+        )
+    return outcomes
+
+
+def emit(state: StepState) -> Iterator[AssetCheckResult | AssetCheckEvaluation]:
+    """The step's check results, in order: results of an asset, evaluation events of an op
+    (an op has no check specs, but can log the events, even right before the step fails)."""
+    plan = state.plan
+    if plan is None:
+        return
+    for outcome in state.outcomes:
+        yield outcome.evaluation(plan) if state.checks_as_events else outcome.result(plan)
+
+
+def blocked_failure(state: StepState, blocked: list[CheckOutcome], rejected: str | None) -> Failure:
+    """The run's failure when blocking checks failed: what failed, where the rejected output
+    is, which version stays current, and what to do."""
+    details = "; ".join(
+        f"{o.check.name}: {o.message or f'{o.failing_rows} failing row(s)'}" for o in blocked
+    )
+    storage = state.storage
+    current = storage.current_manifest(state.key, state.partition) if storage else None
+    kept = (
+        f"The previous version {current['version']} stays current."
+        if current
+        else "No earlier version exists, so nothing is published."
+    )
+    aside = f" The rejected output is kept for inspection at {rejected}." if rejected else ""
+    return Failure(
+        description=(
+            f"Factory {state.node.name} (asset {state.asset}) failed blocking check(s): "
+            f"{details}.{aside} {kept} Downstream Factories were not run. Fix the data or the "
+            "Factory and materialize again (or make the check non-blocking with "
+            "Validation(blocking=...))."
+        ),
+        metadata={
+            "blocking_checks_failed": MetadataValue.json([o.check.name for o in blocked]),
+            **({"rejected_version": MetadataValue.path(str(rejected))} if rejected else {}),
+        },
+    )
+
+
+def schema_of(manifest: Mapping[str, Any] | None, field: str) -> StructType | None:
+    raw = (manifest or {}).get(field)
+    return StructType.fromJson(json.loads(raw)) if raw else None
+
+
+def _sample_fraction(plan: CheckPlan, storage: SparkParquetIOManager) -> float | None:
+    return plan.validation.sample_fraction or storage.check_sample_fraction
