@@ -83,6 +83,8 @@ class PySetlPipelineDefinitions:
         default_factory=dict
     )
     factory_config: Mapping[type[Factory[Any]], Mapping[str, Any]] | None = None
+    io_manager_key: str = "io_manager"
+    """The resource key of the storage the pipeline's outputs go through."""
     signatures: dict[AssetKey, tuple[Any, ...]] = field(default_factory=dict)
     """Asset key -> what defines that Factory asset (see `defs.assets.asset_signature`):
     `build_definitions` keeps one asset per key when two pipelines define it the same way."""
@@ -202,6 +204,7 @@ class PySetlPipelineDefinitions:
             extended,
             name=name,
             translator=translator or self.translator,
+            io_manager_key=self.io_manager_key,
             factory_config=config or None,
         )
 
@@ -286,6 +289,7 @@ def pysetl_pipeline(
         partition_jobs=asset_jobs[1:],
         translator=translator,
         factory_config=factory_config,
+        io_manager_key=io_manager_key,
         signatures={
             translated.key_of(node): asset_signature(translated, node, io_manager_key)
             for node in translated.graph.nodes

@@ -131,3 +131,15 @@ def test_example_has_a_daily_schedule_on_its_asset_job() -> None:
     schedule = definitions.defs.get_schedule_def("retail_daily")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "retail_assets"
+
+
+def test_a_pipeline_on_another_io_manager_key_gets_its_storage(spark: Any, tmp_path: Any) -> None:
+    """`io_manager_key` is honoured everywhere: the assets, the Stage job, the step and the
+    resources build_definitions provides."""
+    numbers = pysetl_pipeline(build_numbers_pipeline(), name="keyed", io_manager_key="warehouse")
+    defs = build_definitions(numbers, storage_path=str(tmp_path / "storage"))
+    for job in ("keyed_assets", "keyed_stages"):
+        result = defs.resolve_job_def(job).execute_in_process()
+        assert result.success
+    total = result.output_for_node("keyed__stage_2", "total")
+    assert total.published and "storage" in str(total.path)
