@@ -118,19 +118,7 @@ def apply_automation(translated: TranslatedPipeline, declared: AutomationDeclara
     elif declared:
         for ref, condition in declared.items():
             label = getattr(ref, "__name__", str(ref))
-            matches = [
-                n
-                for n in graph.nodes
-                if n.factory_type is ref
-                or (isinstance(ref, str) and ref in (n.name, snake_case(n.name)))
-            ]
-            if not matches:
-                known = ", ".join(n.name for n in graph.nodes)
-                raise PySetlDefinitionError(
-                    f"automation_condition of pipeline {graph.name!r} names Factory {label!r}, "
-                    f"which is not in the pipeline (its Factories: {known}). Fix the name or "
-                    "add the Factory to a Stage."
-                )
+            matches = translated.find_factories([ref], "automation_condition")
             if not isinstance(condition, AutomationCondition):
                 raise PySetlDefinitionError(
                     f"automation_condition of pipeline {graph.name!r} for Factory {label!r} "

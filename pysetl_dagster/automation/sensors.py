@@ -43,9 +43,8 @@ from pysetl_dagster.automation.target import AutomationTarget
 from pysetl_dagster.errors import PySetlDefinitionError
 from pysetl_dagster.translation.graph import ExternalInput, FactoryNode, PipelineGraph
 from pysetl_dagster.translation.links import link_of
-from pysetl_dagster.translation.naming import snake_case
+from pysetl_dagster.translation.specs import FactoryRef
 
-FactoryRef = type | str
 """A Factory named by its class or its class name."""
 
 # Names that tools use while a file is still being copied or written; Spark skips `_`/`.` too.
@@ -61,24 +60,7 @@ def resolve_factories(
     pipeline: AutomationTarget, factories: Iterable[FactoryRef], what: str
 ) -> list[FactoryNode]:
     """The pipeline's nodes for the named Factories; an unknown name is a load-time error."""
-    nodes = pipeline.graph.nodes
-    found: list[FactoryNode] = []
-    for ref in factories:
-        if isinstance(ref, type):
-            matches = [n for n in nodes if n.factory_type is ref]
-            label = ref.__name__
-        else:
-            matches = [n for n in nodes if ref in (n.name, snake_case(n.name))]
-            label = str(ref)
-        if not matches:
-            known = ", ".join(n.name for n in nodes) or "none"
-            raise PySetlDefinitionError(
-                f"{what} of pipeline {pipeline.name!r} names Factory {label!r}, which is not in "
-                f"the pipeline (its Factories: {known}). Fix the name, or add the Factory to a "
-                "Stage of the pipeline."
-            )
-        found.extend(m for m in matches if m not in found)
-    return found
+    return pipeline.translated.find_factories(factories, what)
 
 
 def with_downstream(graph: PipelineGraph, nodes: Iterable[FactoryNode]) -> list[FactoryNode]:

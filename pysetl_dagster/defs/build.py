@@ -169,8 +169,8 @@ def build_definitions(
     all_resources.update(resources or {})
     # A pipeline built with another io_manager_key gets the same storage under that key
     # (unless the caller gave one): every key the assets require is provided.
-    for key in sorted({p.io_manager_key for p in pipelines} - set(all_resources)):
-        all_resources[key] = all_resources["io_manager"]
+    for storage_key in sorted({p.io_manager_key for p in pipelines} - set(all_resources)):
+        all_resources[storage_key] = all_resources["io_manager"]
     all_jobs: list[JobDefinition | UnresolvedAssetJobDefinition] = []
     for p in pipelines:
         all_jobs.extend(p.jobs)

@@ -5,6 +5,7 @@ and `check_specs` together).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +17,15 @@ from pysetl_dagster.errors import PySetlDefinitionError
 from pysetl_dagster.translation.declarations import FactoryDeclarations, read_declarations
 from pysetl_dagster.translation.graph import ExternalInput, FactoryNode, PipelineGraph
 from pysetl_dagster.translation.links import link_spec
-from pysetl_dagster.translation.naming import invalid_key_components
+from pysetl_dagster.translation.naming import invalid_key_components, snake_case
 from pysetl_dagster.translation.translator import (
     PySetlExternalData,
     PySetlFactoryData,
     PySetlTranslator,
 )
+
+FactoryRef = type | str
+"""How a Factory is named: its class, its class name or its asset key."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,39 @@ class TranslatedPipeline:
     def check_specs(self, node: FactoryNode) -> list[AssetCheckSpec]:
         plan = self.check_plans.get(node)
         return plan.specs() if plan is not None else []
+
+    def find_factories(self, refs: Iterable[FactoryRef], what: str) -> list[FactoryNode]:
+        """The Factories named by `refs`, in the order given, each once.
+
+        A Factory is named one way everywhere (sensors, automation, outputs): by its class,
+        its class name, or its asset key (`"clean_orders"`, `"eu/clean_orders"`). A name
+        that matches nothing is a load-time error saying which names exist.
+        """
+        nodes = self.graph.nodes
+        found: list[FactoryNode] = []
+        for ref in refs:
+            if isinstance(ref, type):
+                matches = [n for n in nodes if n.factory_type is ref]
+                label = ref.__name__
+            else:
+                label = str(ref)
+                matches = [
+                    n
+                    for n in nodes
+                    if label in (n.name, snake_case(n.name), self.key_of(n).to_user_string())
+                ]
+            if not matches:
+                known = (
+                    ", ".join(f"{n.name} ({self.key_of(n).to_user_string()})" for n in nodes)
+                    or "none"
+                )
+                raise PySetlDefinitionError(
+                    f"{what} of pipeline {self.graph.name!r} names Factory {label!r}, which is "
+                    f"not in the pipeline (its Factories and asset keys: {known}). Name a "
+                    "Factory by its class, class name or asset key, or add it to a Stage."
+                )
+            found.extend(m for m in matches if m not in found)
+        return found
 
     def key_of(self, source: FactoryNode | ExternalInput) -> AssetKey:
         if isinstance(source, FactoryNode):

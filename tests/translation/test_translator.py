@@ -6,12 +6,19 @@ import textwrap
 from typing import Any
 
 import dagster as dg
+import pytest
 from pysetl.workflow import Deliverable, Delivery, Factory, Pipeline, Stage
 from pyspark.sql import SparkSession
 
 from definitions.retail import factories as retail
 from definitions.retail.pipeline import build_pipeline
-from pysetl_dagster import PySetlFactoryData, PySetlTranslator, build_definitions, pysetl_pipeline
+from pysetl_dagster import (
+    PySetlDefinitionError,
+    PySetlFactoryData,
+    PySetlTranslator,
+    build_definitions,
+    pysetl_pipeline,
+)
 from pysetl_dagster.spark.labels import no_leaked_spark_labels
 from pysetl_dagster.translation.translator import factory_code_version
 from tests.fixtures.numbers_pipeline import (
@@ -173,3 +180,19 @@ def test_code_version_is_the_same_in_every_process() -> None:
         for _ in range(4)
     }
     assert len(versions) == 1, versions
+
+
+def test_a_factory_is_named_by_class_class_name_or_asset_key() -> None:
+    from tests.fixtures.numbers_pipeline import Numbers, build_numbers_pipeline
+
+    eu = pysetl_pipeline(build_numbers_pipeline(), name="eu", translator=PySetlTranslator("eu"))
+    translated = eu.translated
+    found = [
+        translated.find_factories([ref], "test")
+        for ref in (Numbers, "Numbers", "numbers", "eu/numbers")
+    ]
+    assert all(len(nodes) == 1 and nodes[0].factory_type is Numbers for nodes in found)
+    with pytest.raises(
+        PySetlDefinitionError, match=r"names Factory 'eu/nope'.*Numbers \(eu/numbers\)"
+    ):
+        translated.find_factories(["eu/nope"], "test")
