@@ -478,6 +478,11 @@ def test_the_arrow_backend_serves_the_version_api_with_no_spark_and_no_jvm(
     assert not (storage / "plain").exists()
 
 
+def _old(fields: dict[str, Any]) -> Any:
+    """Fields by names the signature no longer has (typed loosely on purpose)."""
+    return fields
+
+
 def test_the_io_manager_delegates_to_its_store_and_accepts_the_old_field_names(
     storage: Path,
 ) -> None:
@@ -493,9 +498,10 @@ def test_the_io_manager_delegates_to_its_store_and_accepts_the_old_field_names(
     assert io.list_versions(NUMBERS) == io.store.list_versions(NUMBERS)
     assert io.current_version_path(NUMBERS) == io.store.current_version_path(NUMBERS)
 
+    # the names before `*_seconds` (not in the signature any more: passed as a mapping)
     with pytest.warns(DeprecationWarning, match="lease_timeout_s=.*lease_timeout_seconds"):
-        old = SparkParquetIOManager(base_path=str(storage), lease_timeout_s=120)
+        old = SparkParquetIOManager(base_path=str(storage), **_old({"lease_timeout_s": 120}))
     assert old.lease_timeout_seconds == old.store.lease_timeout_seconds == 120
     with pytest.warns(DeprecationWarning, match="cache_ttl_s=.*cache_ttl_seconds"):
-        old = SparkParquetIOManager(base_path=str(storage), cache_ttl_s=60)
+        old = SparkParquetIOManager(base_path=str(storage), **_old({"cache_ttl_s": 60}))
     assert old.cache_ttl_seconds == old.cache_ttl_s == 60
