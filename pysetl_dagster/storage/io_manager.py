@@ -22,6 +22,7 @@ current. See `pysetl_dagster.storage.versions` for the guarantees.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -164,7 +165,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
                 warnings.warn(
                     f"SparkParquetIOManager({old}=...) is deprecated: use {new}=...",
                     DeprecationWarning,
-                    stacklevel=4,
+                    stacklevel=_callers_level(),
                 )
                 data.setdefault(new, data.pop(old))
         return data
@@ -467,6 +468,18 @@ class SparkParquetIOManager(ConfigurableIOManager):
         run_id = context.step_context.run_id
         with asset_scope(spark, run_id, _label_of_input(context), f"load {name}"):
             return reader.parquet(*(str(path) for path, _ in versions))
+
+
+def _callers_level() -> int:
+    """The `stacklevel` of the first frame outside Dagster, pydantic and this module: the
+    deprecation warning then names the line that constructed the IO manager."""
+    frame, level = sys._getframe(2), 2
+    while frame.f_back is not None and (
+        frame.f_code.co_filename == __file__
+        or any(part in frame.f_code.co_filename for part in ("/dagster/", "/pydantic/"))
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 _RENAMED = {"lease_timeout_s": "lease_timeout_seconds", "cache_ttl_s": "cache_ttl_seconds"}
