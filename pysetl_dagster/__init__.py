@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     )
     from pysetl_dagster.spark.resource import PySparkSessionResource
     from pysetl_dagster.storage.io_manager import SparkParquetIOManager
+    from pysetl_dagster.storage.store import PySetlStorage
     from pysetl_dagster.translation.partitions import daily, static
     from pysetl_dagster.translation.translator import (
         PySetlExternalData,
@@ -72,6 +73,7 @@ _PUBLIC: dict[str, str] = {
     "variants": "pysetl_dagster.automation.conditions",
     "PySparkSessionResource": "pysetl_dagster.spark.resource",
     "SparkParquetIOManager": "pysetl_dagster.storage.io_manager",
+    "PySetlStorage": "pysetl_dagster.storage.store",
     "load_profile": "pysetl_dagster.defs.profiles",
     "Profile": "pysetl_dagster.defs.profiles",
     "PySetlError": "pysetl_dagster.errors",
@@ -92,6 +94,7 @@ __all__ = [
     "PySetlPipelineDefinitions",
     "PySetlProfileError",
     "PySetlSparkError",
+    "PySetlStorage",
     "PySetlStorageError",
     "PySetlTranslator",
     "PySparkSessionResource",

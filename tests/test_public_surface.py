@@ -24,6 +24,7 @@ PUBLIC = {
     "PySetlPipelineDefinitions",
     "PySetlProfileError",
     "PySetlSparkError",
+    "PySetlStorage",
     "PySetlStorageError",
     "PySetlTranslator",
     "PySparkSessionResource",

@@ -28,7 +28,6 @@ Branches (`branch`) and A/B variants (`variants`) are built on the same mechanis
 from __future__ import annotations
 
 import inspect
-import threading
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,22 +66,6 @@ SKIPPED = _Skipped()
 
 def is_skipped(value: Any) -> bool:
     return isinstance(value, _Skipped)
-
-
-# (run_id, step_key, output_name) of Stage-op outputs that were skipped in this process.
-_SKIPPED_OUTPUTS: set[tuple[str, str, str]] = set()
-_LOCK = threading.Lock()
-
-
-def remember_skipped(run_id: str, step_key: str, output_name: str) -> None:
-    """Called by the IO manager instead of storing the marker."""
-    with _LOCK:
-        _SKIPPED_OUTPUTS.add((run_id, step_key, output_name))
-
-
-def was_skipped(run_id: str, step_key: str, output_name: str) -> bool:
-    with _LOCK:
-        return (run_id, step_key, output_name) in _SKIPPED_OUTPUTS
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pysetl_dagster.storage.io_manager import SparkParquetIOManager
+from pysetl_dagster.storage.store import PySetlStorage
 
 
 def add_parser(commands: Any) -> None:
@@ -53,12 +54,26 @@ def _definitions(module_name: str) -> dg.Definitions:
     raise SystemExit(f"error: module {module_name!r} defines no dagster Definitions")
 
 
-def _storage(defs: dg.Definitions, explicit: str | None) -> SparkParquetIOManager:
-    io_manager = (defs.resources or {}).get("io_manager")
+def _storage(defs: dg.Definitions, explicit: str | None) -> PySetlStorage:
+    """The storage resource: `--storage ROOT`, else the Definitions' (a `PySetlStorage`
+    resource, or the store of its `SparkParquetIOManager`)."""
+    resources = defs.resources or {}
+    io_manager = resources.get("io_manager")
     if explicit:
-        return SparkParquetIOManager(base_path=explicit)
+        settings = io_manager.store if isinstance(io_manager, SparkParquetIOManager) else None
+        if settings is None:
+            return PySetlStorage(base_path=explicit)
+        return PySetlStorage(
+            base_path=explicit,
+            keep_versions=settings.keep_versions,
+            lease_timeout_seconds=settings.lease_timeout_seconds,
+            filesystem=settings.filesystem,
+        )
     if isinstance(io_manager, SparkParquetIOManager):
-        return io_manager
+        return io_manager.store
+    stores = [r for r in resources.values() if isinstance(r, PySetlStorage)]
+    if len(stores) == 1:
+        return stores[0]
     raise SystemExit(
         "error: the Definitions' io_manager is not a SparkParquetIOManager; pass --storage ROOT"
     )
@@ -71,7 +86,7 @@ def _when(timestamp: Any) -> str:
 
 
 def _stored_keys(
-    defs: dg.Definitions, storage: SparkParquetIOManager
+    defs: dg.Definitions, storage: PySetlStorage
 ) -> Iterable[tuple[str, dg.AssetKey, str | None, dict[str, Any]]]:
     """(label, key, partition, manifest) of every stored output, partitions one by one."""
     for key in sorted(defs.resolve_asset_graph().get_all_asset_keys(), key=str):
@@ -84,7 +99,7 @@ def _stored_keys(
                 yield f"{key.to_user_string()} [{partition}]", key, partition, manifest
 
 
-def _list(defs: dg.Definitions, storage: SparkParquetIOManager, console: Console) -> int:
+def _list(defs: dg.Definitions, storage: PySetlStorage, console: Console) -> int:
     table = Table(title=f"stored outputs under {storage.base_path}")
     for column in ("asset", "version", "rows", "computed", "by run", "cache key", "reusable"):
         table.add_column(column)
@@ -105,7 +120,7 @@ def _list(defs: dg.Definitions, storage: SparkParquetIOManager, console: Console
     return 0
 
 
-def _show(storage: SparkParquetIOManager, key: dg.AssetKey) -> int:
+def _show(storage: PySetlStorage, key: dg.AssetKey) -> int:
     manifest = storage.current_manifest(key)
     if manifest is None:
         print(f"error: asset {key.to_user_string()!r} has nothing stored", file=sys.stderr)
@@ -130,7 +145,7 @@ def _downstream(defs: dg.Definitions, key: dg.AssetKey) -> list[dg.AssetKey]:
 
 
 def _invalidate(
-    defs: dg.Definitions, storage: SparkParquetIOManager, key: dg.AssetKey, downstream: bool
+    defs: dg.Definitions, storage: PySetlStorage, key: dg.AssetKey, downstream: bool
 ) -> int:
     if key not in defs.resolve_asset_graph().get_all_asset_keys():
         print(f"error: no asset {key.to_user_string()!r} in these Definitions", file=sys.stderr)
@@ -148,8 +163,9 @@ def _invalidate(
 
 
 def _local_spark() -> None:
-    """Storage is reached through Spark's Hadoop client (any filesystem URI): a small local
-    session, no UI, no Spark job."""
+    """For a storage root only Spark's Hadoop client reaches (`hdfs://`, `s3a://`, ...): a
+    small local session, no UI, no Spark job. Local paths and object stores pyarrow knows
+    are listed with no JVM at all (see `pysetl_dagster.storage.store`)."""
     from pyspark.sql import SparkSession
 
     spark = (
@@ -164,7 +180,8 @@ def _local_spark() -> None:
 def run(args: argparse.Namespace) -> int:
     defs = _definitions(args.module)
     storage = _storage(defs, args.storage)
-    _local_spark()
+    if storage.backend() == "hadoop":
+        _local_spark()
     console = Console()
     if args.cache_command == "list":
         return _list(defs, storage, console)

@@ -69,12 +69,13 @@ def infer_schema(args: argparse.Namespace) -> int:
     from pyspark.sql import SparkSession
 
     from pysetl_dagster.checks.infer import model_source, profile, schema_yaml
-    from pysetl_dagster.storage.io_manager import PySetlStorageError, SparkParquetIOManager
+    from pysetl_dagster.errors import PySetlStorageError
+    from pysetl_dagster.storage.store import PySetlStorage
 
     sys.path.insert(0, ".")
-    storage = SparkParquetIOManager(base_path=args.storage or _storage_of(args.module))
+    storage = PySetlStorage(base_path=args.storage or _storage_of(args.module))
     key = dg.AssetKey.from_user_string(args.asset)
-    # storage is read through Spark's Hadoop FileSystem API: the session comes first
+    # the session comes first: profiling needs it, and the storage then uses its Hadoop client
     spark = SparkSession.builder.master("local[2]").appName("pysetl-dagster schema").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     manifest = storage.current_manifest(key)

@@ -46,10 +46,10 @@ def write_and_audit(
     evaluate the rest on the written files (never on the Factory's lineage again)."""
     spark_plan = plan if plan is not None and plan.engine == "pyspark" else None
     exprs, broken = observed_exprs(spark_plan, output) if spark_plan else ([], {})
-    location = storage.asset_dir(key, partition)
-    previous = storage.current_manifest(key, partition)
+    location = storage.store.asset_dir(key, partition)
+    previous = storage.store.current_manifest(key, partition)
     asset = key.to_user_string()
-    stored = storage.write_version(
+    stored = storage.store.write_version(
         key, location, output, observe=exprs or None, run_id=run_id, label=asset
     )
     if spark_plan is None:
@@ -59,14 +59,14 @@ def write_and_audit(
         with asset_scope(output.sparkSession, run_id, asset, "asset checks"):
             outcomes = evaluate(
                 spark_plan,
-                storage.read_version(stored.path, stored.schema_json),
+                storage.store.read_version(stored.path, stored.schema_json),
                 stored.observed,
                 broken=broken,
                 previous_schema=schema_of(previous, "schema"),
                 sample_fraction=_sample_fraction(spark_plan, storage),
             )
     except BaseException:
-        storage.abandon(stored)  # never published: do not leave it leased
+        storage.store.abandon(stored)  # never published: do not leave it leased
         raise
     for outcome in outcomes:
         outcome.seconds = time.perf_counter() - start
@@ -98,15 +98,15 @@ def check_stored(state: StepState) -> list[CheckOutcome]:
             f"Checks of asset {key.to_user_string()} can run on their own only on a Spark output "
             "stored by SparkParquetIOManager; materialize the asset to run them."
         )
-    manifest = storage.current_manifest(key, partition)
+    manifest = storage.store.current_manifest(key, partition)
     if manifest is None:
         raise Failure(
             description=f"Asset {key.to_user_string()} has no stored output to check. "
             "Materialize it first."
         )
-    path = storage.asset_dir(key, partition) / manifest["version"]
+    path = storage.store.asset_dir(key, partition) / manifest["version"]
     with asset_scope(state.spark, state.run_id, state.asset, "asset checks on the stored output"):
-        written = storage.read_version(path, manifest.get("schema"))
+        written = storage.store.read_version(path, manifest.get("schema"))
         exprs, broken = observed_exprs(plan, written)
         row = written.agg(*exprs).first()
         outcomes = evaluate(
@@ -177,7 +177,7 @@ def blocked_failure(state: StepState, blocked: list[CheckOutcome], rejected: str
         f"{o.check.name}: {o.message or f'{o.failing_rows} failing row(s)'}" for o in blocked
     )
     storage = state.storage
-    current = storage.current_manifest(state.key, state.partition) if storage else None
+    current = storage.store.current_manifest(state.key, state.partition) if storage else None
     kept = (
         f"The previous version {current['version']} stays current."
         if current

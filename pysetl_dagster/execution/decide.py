@@ -111,12 +111,12 @@ def decide_cache(state: StepState) -> None:
         ],
     )
     tags = state.context.run.tags
-    records = storage.cache_records(state.key, state.partition)
+    records = storage.store.cache_records(state.key, state.partition)
     invalidated = records[0].get("cache_invalidated_at") if records else None
     declared = translated.declarations[node]
     state.cache = decide(
         cache_key,
-        cache_policy(declared.cache, declared.cache_ttl_seconds, storage.cache_ttl_s),
+        cache_policy(declared.cache, declared.cache_ttl_seconds, storage.cache_ttl_seconds),
         records,
         forced=force_requested(tags, [state.asset, node.name]),
         disabled_by_run=tags.get(CACHE_TAG, "").strip().lower() == "off",

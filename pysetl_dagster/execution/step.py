@@ -153,14 +153,14 @@ def reuse(state: StepState) -> Iterator[StepEvent]:
         cache.reuse = None
         cache.reason = "recomputed: a selected check has no stored result for the stored version"
         return
-    current = storage.current_manifest(state.key, state.partition)
+    current = storage.store.current_manifest(state.key, state.partition)
     version = str(cache.reuse["version"])
     if current is None or current.get("version") != version:
         # an older kept version matches (e.g. a change reverted): make it current again
-        storage.make_current(state.key, state.partition, version, state.run_id)
+        storage.store.make_current(state.key, state.partition, version, state.run_id)
         cache.reason += " (an older kept version, made current again)"
     stored = replace(
-        storage.stored_from_record(state.key, state.partition, cache.reuse),
+        storage.store.stored_from_record(state.key, state.partition, cache.reuse),
         data_version=cache.data_version(version),
         code_version=state.translated.factory_specs[state.node].code_version,
     )
@@ -234,7 +234,7 @@ def store_and_audit(state: StepState) -> Iterator[StepEvent]:
     state.metadata.update(memory_metadata(state.spark, state.driver))
     blocked = [o for o in state.outcomes if o.blocks]
     if blocked:
-        rejected = storage.reject(state.stored)
+        rejected = storage.store.reject(state.stored)
         for outcome in state.outcomes:
             outcome.extra["rejected_version"] = MetadataValue.path(str(rejected))
         yield from emit(state)
@@ -249,7 +249,7 @@ def publish(state: StepState) -> None:
     assert storage is not None and run is not None and stored is not None
     if run.deferred_write:  # the Factory's own sink, fed from the stored version
         try:
-            written = storage.read_version(stored.path, stored.schema_json)
+            written = storage.store.read_version(stored.path, stored.schema_json)
             write_own_sink(
                 run,
                 state.node,
@@ -259,7 +259,7 @@ def publish(state: StepState) -> None:
                 asset=state.asset,
             )
         except Exception:
-            storage.reject(stored)
+            storage.store.reject(stored)
             raise
         state.metadata.update(run.metadata())
     extra: dict[str, Any] = {"checks": [outcome_record(o) for o in state.outcomes]}
@@ -270,7 +270,7 @@ def publish(state: StepState) -> None:
             data_version=state.cache.data_version(stored.version),
             code_version=state.translated.factory_specs[state.node].code_version,
         )
-    state.value = storage.publish(stored, state.run_id, extra)
+    state.value = storage.store.publish(stored, state.run_id, extra)
     storage.hand_over(state.value, run.persisted)
 
 

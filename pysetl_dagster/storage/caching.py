@@ -31,16 +31,17 @@ from typing import Any
 
 from dagster import MetadataValue
 
+from pysetl_dagster.metadata import MetadataKey, TagKey
 from pysetl_dagster.storage.fingerprints import (
     Unfingerprintable,
     code_fingerprint,
     value_fingerprint,
 )
 
-FORCE_TAG = "pysetl/force"
+FORCE_TAG = TagKey.FORCE
 """Run tag forcing a recompute: `all` (or `true`, `*`), or asset keys / Factory names separated by
 commas. Set it in the Launchpad (Edit tags) or with `dagster ... --tags`."""
-CACHE_TAG = "pysetl/cache"
+CACHE_TAG = TagKey.CACHE
 """Run tag `off`: this run neither reuses stored versions nor counts as a cache."""
 CACHE_FORMAT = "1"
 """Bumped when what goes into the key changes: old keys then never match."""
@@ -187,21 +188,21 @@ class CacheDecision:
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
-            "pysetl/cached": MetadataValue.bool(self.reuse is not None),
-            "pysetl/cache_reason": MetadataValue.text(self.reason),
+            MetadataKey.CACHED: MetadataValue.bool(self.reuse is not None),
+            MetadataKey.CACHE_REASON: MetadataValue.text(self.reason),
         }
         if self.key.value is not None:
-            meta["pysetl/cache_key"] = MetadataValue.text(self.key.value)
-        meta["pysetl/cache_parts"] = MetadataValue.json(self.key.parts)
+            meta[MetadataKey.CACHE_KEY] = MetadataValue.text(self.key.value)
+        meta[MetadataKey.CACHE_PARTS] = MetadataValue.json(self.key.parts)
         if self.key.missing:
-            meta["pysetl/cache_missing"] = MetadataValue.json(self.key.missing)
+            meta[MetadataKey.CACHE_MISSING] = MetadataValue.json(self.key.missing)
         if self.reuse is not None:
             run = self.reuse.get("computed_by_run") or self.reuse.get("run_id")
             if run:
-                meta["pysetl/computed_by_run"] = MetadataValue.dagster_run(str(run))
+                meta[MetadataKey.COMPUTED_BY_RUN] = MetadataValue.dagster_run(str(run))
             computed_at = self.reuse.get("computed_at") or self.reuse.get("created_at")
             if computed_at:
-                meta["pysetl/computed_at"] = MetadataValue.timestamp(float(computed_at))
+                meta[MetadataKey.COMPUTED_AT] = MetadataValue.timestamp(float(computed_at))
         return meta
 
 

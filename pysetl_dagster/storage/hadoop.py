@@ -1,38 +1,17 @@
-"""Versioned storage over Spark's Hadoop FileSystem API: one code path for every filesystem.
+"""The Hadoop backend of the storage `FileSystem`: the classic SparkSession's JVM, via py4j.
 
-Every storage operation (mkdirs, list, read/write of manifests and records, renames, deletes)
-goes through the Hadoop `FileSystem` of the JVM that Spark runs (py4j), so a storage root may
-be a local path, `file:///...`, `hdfs://...` or `s3a://...` (with the connector on the
-classpath): whatever Spark itself can write.
-
-Layout under an asset's folder (`<root>/<asset key path>[/<partition>]`)::
-
-    _current.json                      the manifest: which version readers get
-    <version>/                         a Parquet dataset (or value.pickle)
-    <version>/_pysetl_version.json     the version's record; written last: the commit marker
-    _writing-<version>.json            the writer's lease while the version is being written
-    _rejected/<version>/               versions that failed a blocking check
-    <partition>/...                    the same layout, per partition (partitioned assets)
-
-Guarantees:
-
-- A version folder without its record is incomplete: readers never get it (the manifest only
-  ever names committed versions) and retention does not count it.
-- Records, manifests and leases are written to a temporary file and renamed over the target:
-  `rename(2)` on the local filesystem, `FileContext.rename(OVERWRITE)` elsewhere (atomic on
-  HDFS; on object stores a single small object is replaced as a whole). A reader sees the old
-  manifest or the new one, never a partial one. Files are made 0644: other users read them.
-- A writer holds a lease (host, pid, process start time, heartbeat) on its version until the
-  version is published or rejected. A version folder with no record is an orphan, removed by
-  the next write of that asset (or partition), when its lease is missing or dead: on the same
-  host, the writer process is gone (checked by pid and start time, at once); on another host,
-  the heartbeat (every `heartbeat_s`) is older than `lease_timeout_s`.
+Every call goes through the Hadoop `FileSystem` of the JVM that Spark runs, so a storage root
+may be a local path, `file:///...`, `hdfs://...`, `s3a://...` or `abfs://...` (with the
+connector on the classpath): whatever Spark itself can write, with the same credentials.
+A local path is always the local filesystem (the raw one: no `.crc` side files), never the
+cluster's default filesystem. Atomic replace: `rename(2)` locally, `FileContext.rename
+(OVERWRITE)` elsewhere (atomic on HDFS; on object stores a small object is replaced whole).
+Spark Connect sessions have no JVM: they use `ArrowFS` (`storage/arrow.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import uuid
 from typing import Any
@@ -40,7 +19,14 @@ from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
-from pysetl_dagster.storage.filesystem import FILE_MODE, TMP_PREFIX, Entry, Location, qualified
+from pysetl_dagster.storage.filesystem import (
+    FILE_MODE,
+    TMP_PREFIX,
+    Entry,
+    Location,
+    json_object,
+    qualified,
+)
 
 _CHUNK = 8 << 20
 
@@ -48,12 +34,15 @@ _CHUNK = 8 << 20
 class HadoopFS:
     """Filesystem calls through the Hadoop FileSystem API of a running SparkSession."""
 
+    kind = "hadoop"
+
     def __init__(self, spark: SparkSession) -> None:
         jsc = getattr(spark, "_jsc", None)
         if jsc is None:
             raise RuntimeError(
-                "pysetl-dagster storage needs a classic SparkSession (the Hadoop FileSystem API "
-                "of its JVM); Spark Connect sessions cannot reach it."
+                "pysetl-dagster's Hadoop storage backend needs a classic SparkSession (the "
+                "Hadoop FileSystem API of its JVM); a Spark Connect session has none: use "
+                'filesystem="arrow" (or "auto") on SparkParquetIOManager / PySetlStorage.'
             )
         jvm: Any = spark._jvm
         self._jvm = jvm
@@ -137,14 +126,7 @@ class HadoopFS:
             stream.close()
 
     def read_json(self, location: str) -> dict[str, Any] | None:
-        raw = self.read_bytes(location)
-        if raw is None:
-            return None
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
+        return json_object(self.read_bytes(location))
 
     def write_bytes(self, location: str, data: bytes, *, overwrite: bool = False) -> None:
         fs, path = self._fs(location), self._path(location)

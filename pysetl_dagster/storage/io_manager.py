@@ -1,7 +1,14 @@
 """Persisting Factory outputs: Spark writes Parquet, nothing is collected to the driver.
 
-Layout under `base_path` (a local path or any Hadoop URI Spark writes: `file://`, `hdfs://`,
-`s3a://`), one folder per asset key, one more level per partition if any::
+`SparkParquetIOManager` is a thin Dagster adapter over `PySetlStorage` (`storage/store.py`),
+which does all the version work (write, publish, reject, list, make current, drop, leases,
+retention) over a filesystem backend chosen from the storage URI and the session kind. The IO
+manager builds its store from its own fields (`store`), records outputs (`handle_output`),
+loads inputs (`load_input`) and serves in-run handover; its version-API methods are
+delegates of the store's, kept so that existing callers work.
+
+Layout under `base_path` (a local path or a URI), one folder per asset key, one more level
+per partition if any::
 
     <asset>[/<partition>]/_current.json                 which version readers get
     <asset>[/<partition>]/<version>/                    Parquet dataset (or value.pickle)
@@ -9,19 +16,15 @@ Layout under `base_path` (a local path or any Hadoop URI Spark writes: `file://`
 
 A version is written completely, then its record, before `_current.json` is switched to it
 with an atomic rename, so a run that crashes mid-write leaves the previous output readable and
-current. The last `keep_versions` complete versions are kept (a reader that started before the
-switch can finish); folders of crashed writes are removed. Every storage call goes through
-Spark's Hadoop FileSystem API: see `pysetl_dagster.storage` for the guarantees.
+current. See `pysetl_dagster.storage.versions` for the guarantees.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import time
-import uuid
+import sys
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from dagster import (
@@ -40,14 +43,14 @@ from dagster._core.definitions.data_version import (
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
 )
-from pydantic import Field, PrivateAttr
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
-from pyspark.sql import functions as F
+from pydantic import Field, PrivateAttr, model_validator
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from pysetl_dagster.automation.conditions import SKIPPED, is_skipped, remember_skipped, was_skipped
+from pysetl_dagster.automation.conditions import SKIPPED, is_skipped
 from pysetl_dagster.errors import PySetlFactoryError, PySetlStorageError
-from pysetl_dagster.spark.labels import active_session, asset_scope, step_tag
+from pysetl_dagster.metadata import MetadataKey
+from pysetl_dagster.spark.labels import asset_scope, step_tag
 from pysetl_dagster.spark.memory import release
 from pysetl_dagster.spark.metrics import (
     failed_spark_work,
@@ -56,52 +59,19 @@ from pysetl_dagster.spark.metrics import (
     spark_ui_url,
     split_spark_error,
 )
-from pysetl_dagster.storage.filesystem import Location, qualified
-from pysetl_dagster.storage.hadoop import HadoopFS
+from pysetl_dagster.storage.filesystem import Location
 from pysetl_dagster.storage.loaded_inputs import loaded_inputs, note_input
-from pysetl_dagster.storage.versions import (
-    MANIFEST,
-    REJECTED,
-    VersionStore,
-    partition_folder,
-    partition_folders,
-    partition_key_of,
+from pysetl_dagster.storage.store import (
+    PySetlStorage,
+    StorageBackend,
+    StoredVersion,
+    active_spark,
 )
+from pysetl_dagster.storage.versions import MANIFEST, REJECTED, VersionStore
 
-__all__ = ["MANIFEST", "REJECTED", "Location"]
-ASSET_KEY_METADATA = "pysetl/asset_key"
+__all__ = ["MANIFEST", "REJECTED", "Location", "PySetlStorage", "StoredVersion"]
+ASSET_KEY_METADATA = MetadataKey.ASSET_KEY
 """Op outputs carrying this definition metadata are stored (and recorded) as that asset."""
-
-
-@dataclass(frozen=True)
-class StoredVersion:
-    """A version written to storage by the Factory step, audited before it is published.
-
-    Returned to Dagster as the step's output value: the IO manager then only records it.
-    """
-
-    location: Location
-    version: str
-    format: str
-    asset_key: AssetKey | None
-    observed: dict[str, Any] = field(default_factory=dict)
-    schema_json: str | None = None
-    published: bool = False
-    write_s: float | None = None
-    data_version: str | None = None
-    """The Dagster data version to record (the cache key), for materializations the IO manager
-    logs itself (Stage jobs); assets pass it on their `Output`."""
-    code_version: str | None = None
-    cached: bool = False
-
-    @property
-    def path(self) -> Location:
-        return Location(self.location) / self.version
-
-    @property
-    def rows(self) -> int | None:
-        rows = self.observed.get("__rows")
-        return int(rows) if rows is not None else None
 
 
 def schema_hash(schema_json: str) -> str:
@@ -115,10 +85,6 @@ def table_schema_of_struct(schema: StructType) -> TableSchema:
     return TableSchema(
         columns=[TableColumn(name=f.name, type=f.dataType.simpleString()) for f in schema.fields]
     )
-
-
-def _spark() -> SparkSession:
-    return SparkSession.builder.getOrCreate()
 
 
 class SparkParquetIOManager(ConfigurableIOManager):
@@ -140,12 +106,18 @@ class SparkParquetIOManager(ConfigurableIOManager):
     keep_versions: int = Field(
         default=2, ge=1, description="Complete versions kept per asset (and per partition)."
     )
-    lease_timeout_s: float = Field(
+    lease_timeout_seconds: float = Field(
         default=300.0,
         gt=60,
         description="A version being written by a writer on another host whose lease was not "
         "refreshed for this long is an orphan (on the same host: as soon as the writer "
         "process is gone).",
+    )
+    filesystem: StorageBackend = Field(
+        default="auto",
+        description="Storage filesystem backend: 'hadoop' (the classic SparkSession's Hadoop "
+        "FileSystem), 'arrow' (pyarrow.fs, no JVM: what Spark Connect needs) or 'auto' (from "
+        "the URI and the session kind; see pysetl_dagster.storage.store).",
     )
     debug_plans: bool = Field(
         default=False,
@@ -161,7 +133,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
         description="Reuse a stored version whose cache key (code, config, inputs) matches "
         "instead of recomputing the Factory (see pysetl_dagster.caching).",
     )
-    cache_ttl_s: float | None = Field(
+    cache_ttl_seconds: float | None = Field(
         default=None,
         gt=0,
         description="Default time-to-live of stored versions for the cache, in seconds "
@@ -183,12 +155,54 @@ class SparkParquetIOManager(ConfigurableIOManager):
         "(released when the run ends). Either way only a published version reaches consumers.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, data: Any) -> Any:
+        """Accept the fields' names before `*_seconds` (one release), with a warning."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in _RENAMED.items():
+            if old in data:
+                warnings.warn(
+                    f"SparkParquetIOManager({old}=...) is deprecated: use {new}=...",
+                    DeprecationWarning,
+                    stacklevel=_callers_level(),
+                )
+                data.setdefault(new, data.pop(old))
+        return data
+
+    @property
+    def cache_ttl_s(self) -> float | None:
+        """Deprecated alias of `cache_ttl_seconds` (read-only)."""
+        return self.cache_ttl_seconds
+
+    @property
+    def lease_timeout_s(self) -> float:
+        """Deprecated alias of `lease_timeout_seconds` (read-only)."""
+        return self.lease_timeout_seconds
+
+    @property
+    def store(self) -> PySetlStorage:
+        """The storage resource this IO manager works on, built from its fields."""
+        if self._store is None:
+            self._store = PySetlStorage(
+                base_path=self.base_path,
+                keep_versions=self.keep_versions,
+                lease_timeout_seconds=self.lease_timeout_seconds,
+                filesystem=self.filesystem,
+            )
+        return self._store
+
+    _store: PySetlStorage | None = PrivateAttr(default=None)
     # A version folder never changes once written, so within a run a DataFrame read from it can
     # serve every consumer: one file listing and footer read instead of one per consumer.
     _loaded: dict[str, DataFrame] = PrivateAttr(default_factory=dict)
     # The manifest each loaded value was read from (by id of the value): the cache key of a
     # consumer records the data versions of exactly the versions it read.
     _loaded_manifests: dict[int, tuple[Any, dict[str, Any]]] = PrivateAttr(default_factory=dict)
+    # Stage-op outputs of Factories skipped in this run (their consumers skip themselves).
+    _skipped: set[tuple[str, str]] = PrivateAttr(default_factory=set)
     # Outputs persisted for `in_run_handover="memory"`: released at the end of the run.
     _persisted: list[DataFrame] = PrivateAttr(default_factory=list)
 
@@ -212,29 +226,95 @@ class SparkParquetIOManager(ConfigurableIOManager):
             release(persisted)
         self._persisted.clear()
         self._loaded.clear()
+        self._skipped.clear()
 
-    # -- locations -------------------------------------------------------------------------
+    # -- the store's version API (delegates: callers should use `store`) --------------------
 
     def asset_dir(self, asset_key: AssetKey, partition_key: str | None = None) -> Location:
-        path = Location(self.base_path.rstrip("/"))
-        for part in asset_key.path:
-            path = path / part
-        return path / partition_folder(partition_key) if partition_key else path
-
-    def filesystem(self) -> HadoopFS:
-        """The Hadoop filesystem calls, on this process's SparkSession (started if none)."""
-        return HadoopFS.of(active_session() or _spark())
+        return self.store.asset_dir(asset_key, partition_key)
 
     def versions_at(self, location: str) -> VersionStore:
-        return VersionStore(self.filesystem(), location, self.lease_timeout_s)
+        return self.store.versions_at(location)
 
     def current_version_path(
         self, asset_key: AssetKey, partition_key: str | None = None
     ) -> Location:
         """Where the current version of an asset is stored; raises if it was never written."""
+        return self.store.current_version_path(asset_key, partition_key)
+
+    def current_manifest(
+        self, asset_key: AssetKey, partition_key: str | None = None
+    ) -> dict[str, Any] | None:
+        return self.store.current_manifest(asset_key, partition_key)
+
+    def write_version(
+        self,
+        asset_key: AssetKey | None,
+        location: str,
+        value: Any,
+        observe: list[Column] | None = None,
+        *,
+        run_id: str | None = None,
+        label: str | None = None,
+    ) -> StoredVersion:
+        """See `PySetlStorage.write_version`."""
+        return self.store.write_version(
+            asset_key, location, value, observe, run_id=run_id, label=label
+        )
+
+    def publish(
+        self, stored: StoredVersion, run_id: str, extra: Mapping[str, Any] | None = None
+    ) -> StoredVersion:
+        """See `PySetlStorage.publish`."""
+        return self.store.publish(stored, run_id, extra)
+
+    def reject(self, stored: StoredVersion) -> Location:
+        return self.store.reject(stored)
+
+    def abandon(self, stored: StoredVersion) -> None:
+        self.store.abandon(stored)
+
+    def read_version(self, path: str, schema_json: str | None = None) -> DataFrame:
+        return self.store.read_version(path, schema_json)
+
+    def list_versions(
+        self, asset_key: AssetKey, partition_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.store.list_versions(asset_key, partition_key)
+
+    def make_current(
+        self, asset_key: AssetKey, partition_key: str | None, version: str, run_id: str
+    ) -> StoredVersion:
+        return self.store.make_current(asset_key, partition_key, version, run_id)
+
+    def drop(
+        self, asset_key: AssetKey, partition_key: str | None = None, version: str | None = None
+    ) -> list[str]:
+        """See `PySetlStorage.drop`; also forgets the dropped versions loaded in this run."""
+        dropped = self.store.drop(asset_key, partition_key, version)
         location = self.asset_dir(asset_key, partition_key)
-        path, _ = self._current(location, f"Asset {asset_key.to_user_string()}")
-        return path
+        gone = str(location / version) if version else str(location)
+        for path in [p for p in self._loaded if p == gone or p.startswith(gone + "/")]:
+            del self._loaded[path]
+        return dropped
+
+    def partitions(self, asset_key: AssetKey) -> list[str]:
+        return self.store.partitions(asset_key)
+
+    def invalidate(self, asset_key: AssetKey, partition_key: str | None = None) -> bool:
+        return self.store.invalidate(asset_key, partition_key)
+
+    def cache_records(
+        self, asset_key: AssetKey, partition_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.store.cache_records(asset_key, partition_key)
+
+    def stored_from_record(
+        self, asset_key: AssetKey, partition_key: str | None, record: Mapping[str, Any]
+    ) -> StoredVersion:
+        return self.store.stored_from_record(asset_key, partition_key, record)
+
+    # -- locations of outputs --------------------------------------------------------------
 
     def _output_location(
         self, context: OutputContext, partition: str | None = None
@@ -244,154 +324,6 @@ class SparkParquetIOManager(ConfigurableIOManager):
             return self.asset_dir(key, partition), key
         run_dir = Location(self.base_path.rstrip("/")) / "_runs" / context.run_id
         return run_dir / context.step_key / context.name, None
-
-    # -- IO manager ------------------------------------------------------------------------
-
-    # -- write, audit, publish ---------------------------------------------------------------
-
-    def write_version(
-        self,
-        asset_key: AssetKey | None,
-        location: Location,
-        value: Any,
-        observe: list[Column] | None = None,
-        *,
-        run_id: str | None = None,
-        label: str | None = None,
-    ) -> StoredVersion:
-        """Write a new version next to the current one, without making it current.
-
-        `observe` aggregates (check failures, the row count) are computed by Spark during the
-        write itself, with no extra job. The version is leased to this process until it is
-        published, rejected or abandoned; a failed write removes what it wrote.
-        """
-        location = Location(location)
-        store = self.versions_at(location)
-        version = store.begin(run_id)
-        target = location / version
-        try:
-            if isinstance(value, DataFrame):
-                observation = Observation(f"pysetl_{uuid.uuid4().hex[:8]}")
-                exprs = observe or [F.count(F.lit(1)).alias("__rows")]
-                # The Factory's lazy plan (and the reads of its inputs) runs here: label it.
-                with asset_scope(
-                    value.sparkSession, run_id or "", label or str(location), f"store {version}"
-                ):
-                    start = time.perf_counter()
-                    value.observe(observation, *exprs).write.mode("errorifexists").parquet(
-                        qualified(target)
-                    )
-                    write_s = time.perf_counter() - start
-                return StoredVersion(
-                    location,
-                    version,
-                    "parquet",
-                    asset_key,
-                    dict(observation.get),
-                    value.schema.json(),
-                    write_s=write_s,
-                )
-            store.fs.mkdirs(target)
-            store.fs.write_bytes(target / "value.pickle", pickle.dumps(value))
-        except BaseException:
-            store.abandon(version)
-            raise
-        return StoredVersion(location, version, "pickle", asset_key)
-
-    def publish(
-        self, stored: StoredVersion, run_id: str, extra: Mapping[str, Any] | None = None
-    ) -> StoredVersion:
-        """Commit a written version (its record), make it current (atomic manifest switch) and
-        prune old versions and orphans.
-
-        `extra` fields (e.g. `cache_key`, `cache_parts`, `computed_by_run`) go into both the
-        manifest and the version's record; they cannot override the version's own fields
-        (`version`, `format`, `run_id`, `created_at`, `rows`, `schema`).
-        """
-        store = self.versions_at(stored.location)
-        previous = store.manifest() or {}
-        manifest: dict[str, Any] = {
-            **(extra or {}),
-            "version": stored.version,
-            "format": stored.format,
-            "run_id": run_id,
-            "created_at": time.time(),
-        }
-        if stored.rows is not None:
-            manifest["rows"] = stored.rows
-        if stored.schema_json is not None:
-            manifest["schema"] = stored.schema_json
-            if previous.get("schema"):
-                manifest["previous_schema"] = previous["schema"]
-        try:
-            store.commit(stored.version, manifest)
-            store.switch(manifest)
-        finally:
-            store.release(stored.version)
-        store.prune(self.keep_versions, protect={stored.version})
-        return replace(stored, published=True)
-
-    def reject(self, stored: StoredVersion) -> Location:
-        """Move a version that failed a blocking check aside, for inspection; never current."""
-        return self.versions_at(stored.location).reject(stored.version, self.keep_versions)
-
-    def abandon(self, stored: StoredVersion) -> None:
-        """Remove a written version that will not be published (its audit failed to run)."""
-        self.versions_at(stored.location).abandon(stored.version)
-
-    def read_version(self, path: str, schema_json: str | None = None) -> DataFrame:
-        """A stored Parquet version, lazily. With its schema known (the manifest keeps it),
-        Spark skips schema inference, which would otherwise run a job over the files' footers."""
-        reader = (active_session() or _spark()).read
-        if schema_json:
-            reader = reader.schema(StructType.fromJson(json.loads(schema_json)))
-        return reader.parquet(qualified(str(path)))
-
-    def current_manifest(
-        self, asset_key: AssetKey, partition_key: str | None = None
-    ) -> dict[str, Any] | None:
-        return self._read_manifest(self.asset_dir(asset_key, partition_key))
-
-    # -- versions (the cache's view of storage) ---------------------------------------------
-
-    def list_versions(
-        self, asset_key: AssetKey, partition_key: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The records of an asset's (or partition's) complete, published versions, newest
-        first: the manifest fields each was published with, plus `path` (its folder)."""
-        return self.versions_at(self.asset_dir(asset_key, partition_key)).versions()
-
-    def make_current(
-        self, asset_key: AssetKey, partition_key: str | None, version: str, run_id: str
-    ) -> StoredVersion:
-        """Switch the manifest to an existing complete version, writing no data.
-
-        The manifest keeps the version's record fields; `run_id` becomes the run that made it
-        current, and `computed_by_run` defaults to the run that wrote it.
-        """
-        location = self.asset_dir(asset_key, partition_key)
-        manifest = self.versions_at(location).make_current(version, run_id)
-        return _stored_of(location, asset_key, manifest)
-
-    def drop(
-        self, asset_key: AssetKey, partition_key: str | None = None, version: str | None = None
-    ) -> list[str]:
-        """Delete one version, or everything stored for an asset (or one of its partitions).
-
-        Dropping the current version removes the manifest too (the asset then reads as never
-        materialized). Returns the deleted locations.
-        """
-        location = self.asset_dir(asset_key, partition_key)
-        dropped = self.versions_at(location).drop(version)
-        gone = str(location / version) if version else str(location)
-        for path in [p for p in self._loaded if p == gone or p.startswith(gone + "/")]:
-            del self._loaded[path]
-        return dropped
-
-    def partitions(self, asset_key: AssetKey) -> list[str]:
-        """The partition keys stored for an asset ([] when it is not stored per partition)."""
-        folders = partition_folders(self.filesystem(), self.asset_dir(asset_key))
-        return sorted(partition_key_of(entry.name) for entry in folders)
 
     def location_for(self, context: OutputContext) -> tuple[Location, AssetKey | None]:
         partition = context.partition_key if context.has_partition_key else None
@@ -403,7 +335,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
         if obj is None:
             return
         if is_skipped(obj):  # a Stage op's skipped Factory: nothing to store (conditions.py)
-            remember_skipped(context.run_id, context.step_key, context.name)
+            self._skipped.add((context.step_key, context.name))
             return
         if isinstance(obj, StoredVersion):  # written and audited by the Factory step
             stored, op_asset_key = obj, obj.asset_key
@@ -457,17 +389,17 @@ class SparkParquetIOManager(ConfigurableIOManager):
     def version_metadata(self, stored: StoredVersion) -> dict[str, Any]:
         metadata: dict[str, Any] = {
             "path": MetadataValue.path(str(stored.path)),
-            "pysetl/storage_version": MetadataValue.text(stored.version),
+            MetadataKey.STORAGE_VERSION: MetadataValue.text(stored.version),
         }
         if stored.schema_json is not None:
             metadata["dagster/column_schema"] = table_schema_of_struct(
                 StructType.fromJson(json.loads(stored.schema_json))
             )
-            metadata["pysetl/schema_hash"] = MetadataValue.text(schema_hash(stored.schema_json))
+            metadata[MetadataKey.SCHEMA_HASH] = MetadataValue.text(schema_hash(stored.schema_json))
         if stored.rows is not None:
             metadata["dagster/row_count"] = MetadataValue.int(stored.rows)
         if stored.write_s is not None:
-            metadata["pysetl/store_s"] = MetadataValue.float(round(stored.write_s, 4))
+            metadata[MetadataKey.STORE_S] = MetadataValue.float(round(stored.write_s, 4))
         return metadata
 
     def load_input(self, context: InputContext) -> Any:
@@ -484,23 +416,20 @@ class SparkParquetIOManager(ConfigurableIOManager):
         else:
             upstream = context.upstream_output
             assert upstream is not None, "an op input without an upstream output"
-            if was_skipped(upstream.run_id, upstream.step_key, upstream.name):
+            if (upstream.step_key, upstream.name) in self._skipped:
                 return SKIPPED
             location, key = self.location_for(upstream)
         name = key.to_user_string() if key else context.name
-        path, manifest = self._current(location, f"Input {context.name!r} needs {name}, which")
+        path, manifest = self.store.current(location, f"Input {context.name!r} needs {name}, which")
         note_input(context.step_context.step.key, name, manifest["version"])
         if manifest["format"] == "parquet":
             if str(path) not in self._loaded:
-                spark = active_session() or _spark()
+                spark = active_spark() or SparkSession.builder.getOrCreate()
                 run_id = context.step_context.run_id
                 with asset_scope(spark, run_id, _label_of_input(context), f"load {name}"):
                     self._loaded[str(path)] = self.read_version(path, manifest.get("schema"))
             return self.note_loaded(self._loaded[str(path)], manifest)
-        raw = self.filesystem().read_bytes(path / "value.pickle")
-        if raw is None:
-            raise PySetlStorageError(f"{name}: {path} has no value.pickle; materialize it again.")
-        return self.note_loaded(pickle.loads(raw), manifest)
+        return self.note_loaded(self.store.read_pickle(path, name), manifest)
 
     def note_loaded(self, value: Any, manifest: dict[str, Any]) -> Any:
         """Remember which stored version a value handed to a consumer came from."""
@@ -512,41 +441,6 @@ class SparkParquetIOManager(ConfigurableIOManager):
         entry = self._loaded_manifests.get(id(value))
         return entry[1] if entry is not None and entry[0] is value else None
 
-    # -- cache ---------------------------------------------------------------------------
-
-    def cache_records(
-        self, asset_key: AssetKey, partition_key: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Records of the stored versions a cache lookup may reuse, newest first (the current
-        version first, whatever its age: its manifest carries the invalidation mark)."""
-        current = self.current_manifest(asset_key, partition_key)
-        records = self.list_versions(asset_key, partition_key)
-        if current is None:
-            return records
-        invalidated = current.get("cache_invalidated_at")
-        rest = [r for r in records if r.get("version") != current.get("version")]
-        if invalidated:
-            rest = [{**r, "cache_invalidated_at": invalidated} for r in rest]
-        return [current, *rest]
-
-    def stored_from_record(
-        self, asset_key: AssetKey, partition_key: str | None, record: Mapping[str, Any]
-    ) -> StoredVersion:
-        """A stored, published version described by its manifest record (nothing is read)."""
-        location = self.asset_dir(asset_key, partition_key)
-        return replace(_stored_of(location, asset_key, record), cached=True)
-
-    def invalidate(self, asset_key: AssetKey, partition_key: str | None = None) -> bool:
-        """Make every stored version of an asset ineligible for reuse; the data stays current
-        and readable until the next materialization replaces it. False: nothing stored."""
-        location = self.asset_dir(asset_key, partition_key)
-        manifest = self._read_manifest(location)
-        if manifest is None:
-            return False
-        manifest["cache_invalidated_at"] = time.time()
-        self._switch_manifest(location, manifest)
-        return True
-
     def _load_partitions(self, context: InputContext) -> DataFrame:
         """Every stored partition of a partitioned upstream (an unpartitioned consumer reads
         them all): one lazy Parquet read over the partitions' current versions."""
@@ -557,7 +451,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
             for location in (
                 self.asset_dir(key, k) for k in context.asset_partition_keys if k in stored
             )
-            if (manifest := self._read_manifest(location)) is not None
+            if (manifest := self.store.read_manifest(location)) is not None
         ]
         if not versions or any(m["format"] != "parquet" for _, m in versions):
             raise PySetlStorageError(
@@ -569,7 +463,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
         for path, manifest in versions:
             step = context.step_context.step.key
             note_input(step, f"{name}/{path.parent.name}", manifest["version"])
-        spark = active_session() or _spark()
+        spark = active_spark() or SparkSession.builder.getOrCreate()
         reader = spark.read
         schema = versions[-1][1].get("schema")
         if schema:
@@ -578,42 +472,20 @@ class SparkParquetIOManager(ConfigurableIOManager):
         with asset_scope(spark, run_id, _label_of_input(context), f"load {name}"):
             return reader.parquet(*(str(path) for path, _ in versions))
 
-    # -- storage helpers -------------------------------------------------------------------
 
-    def _current(self, location: Location, what: str) -> tuple[Location, dict[str, Any]]:
-        """The current version's folder and manifest, or an error saying to materialize first."""
-        manifest = self._read_manifest(location)
-        if manifest is None:
-            raise PySetlStorageError(
-                f"{what} has no stored output under {location}. Materialize it first "
-                "(or include it in the selection)."
-            )
-        return Location(location) / manifest["version"], manifest
-
-    def _read_manifest(self, location: Location) -> dict[str, Any] | None:
-        return self.versions_at(location).manifest()
-
-    def _switch_manifest(self, location: Location, manifest: dict[str, Any]) -> None:
-        self.versions_at(location).switch(manifest)
-
-    def _prune(self, location: Location, keep: str) -> None:
-        self.versions_at(location).prune(self.keep_versions, protect={keep})
+def _callers_level() -> int:
+    """The `stacklevel` of the first frame outside Dagster, pydantic and this module: the
+    deprecation warning then names the line that constructed the IO manager."""
+    frame, level = sys._getframe(2), 2
+    while frame.f_back is not None and (
+        frame.f_code.co_filename == __file__
+        or any(part in frame.f_code.co_filename for part in ("/dagster/", "/pydantic/"))
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
-def _stored_of(
-    location: Location, asset_key: AssetKey | None, manifest: Mapping[str, Any]
-) -> StoredVersion:
-    """A published version described by its manifest (or record)."""
-    observed = {"__rows": manifest["rows"]} if manifest.get("rows") is not None else {}
-    return StoredVersion(
-        location,
-        str(manifest["version"]),
-        str(manifest.get("format", "parquet")),
-        asset_key,
-        observed,
-        manifest.get("schema"),
-        published=True,
-    )
+_RENAMED = {"lease_timeout_s": "lease_timeout_seconds", "cache_ttl_s": "cache_ttl_seconds"}
 
 
 def _asset_key_of_output(context: OutputContext) -> AssetKey | None:
@@ -653,8 +525,8 @@ def _write_error(
     """The failed write's error: the Factory's lazy work fails here, so say which Factory,
     Stage, inputs and Spark stage, Spark's message first and the JVM trace folded below."""
     message, trace = split_spark_error(exc)
-    factory = (context.op_def.tags or {}).get("pysetl/factory", context.step_key)
-    stage = (context.op_def.tags or {}).get("pysetl/stage")
+    factory = (context.op_def.tags or {}).get(MetadataKey.FACTORY, context.step_key)
+    stage = (context.op_def.tags or {}).get(MetadataKey.STAGE)
     lines = [
         f"Factory {factory} (asset {label}) failed while its output was computed and stored "
         f"(version {version}): {type(exc).__name__}: {message}"

@@ -1,9 +1,8 @@
-"""Versioned storage over Spark's Hadoop FileSystem API: one code path for every filesystem.
+"""Versions, manifests, leases and retention of one asset folder, over a `FileSystem`.
 
-Every storage operation (mkdirs, list, read/write of manifests and records, renames, deletes)
-goes through the Hadoop `FileSystem` of the JVM that Spark runs (py4j), so a storage root may
-be a local path, `file:///...`, `hdfs://...` or `s3a://...` (with the connector on the
-classpath): whatever Spark itself can write.
+The version store speaks only the small `FileSystem` interface (`storage/filesystem.py`), so
+it runs the same over the Hadoop backend (classic SparkSession, py4j) and the Arrow backend
+(`pyarrow.fs`, no JVM); the storage tests run against both.
 
 Layout under an asset's folder (`<root>/<asset key path>[/<partition>]`)::
 
@@ -18,15 +17,18 @@ Guarantees:
 
 - A version folder without its record is incomplete: readers never get it (the manifest only
   ever names committed versions) and retention does not count it.
-- Records, manifests and leases are written to a temporary file and renamed over the target:
-  `rename(2)` on the local filesystem, `FileContext.rename(OVERWRITE)` elsewhere (atomic on
-  HDFS; on object stores a single small object is replaced as a whole). A reader sees the old
-  manifest or the new one, never a partial one. Files are made 0644: other users read them.
+- Records, manifests and leases are written with `FileSystem.write_atomic`: a temporary file,
+  made 0644, renamed over the target (atomic locally and on HDFS; on object stores a single
+  small object is replaced as a whole). A reader sees the old manifest or the new one, never a
+  partial one.
 - A writer holds a lease (host, pid, process start time, heartbeat) on its version until the
-  version is published or rejected. A version folder with no record is an orphan, removed by
-  the next write of that asset (or partition), when its lease is missing or dead: on the same
-  host, the writer process is gone (checked by pid and start time, at once); on another host,
-  the heartbeat (every `heartbeat_s`) is older than `lease_timeout_s`.
+  version is published or rejected; the lease keeps the filesystem it was taken on, so its
+  heartbeat goes through the same backend. A version folder with no record is an orphan,
+  removed by the next write of that asset (or partition), when its lease is missing or dead:
+  on the same host, the writer process is gone (checked by pid and start time, at once); on
+  another host, the heartbeat (every `heartbeat_seconds`) is older than
+  `lease_timeout_seconds`. Writers using different backends on one folder see each other's
+  leases: the lease is a file, whichever client wrote it.
 """
 
 from __future__ import annotations
@@ -44,8 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from pysetl_dagster.storage.filesystem import TMP_PREFIX, Entry, Location
-from pysetl_dagster.storage.hadoop import HadoopFS
+from pysetl_dagster.storage.filesystem import TMP_PREFIX, Entry, FileSystem, Location
 
 MANIFEST = "_current.json"
 RECORD = "_pysetl_version.json"
@@ -95,11 +96,11 @@ class Leases:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held: dict[str, tuple[HadoopFS, dict[str, Any]]] = {}
+        self._held: dict[str, tuple[FileSystem, dict[str, Any]]] = {}
         self._thread: threading.Thread | None = None
-        self.heartbeat_s = 30.0
+        self.heartbeat_seconds = 30.0
 
-    def take(self, fs: HadoopFS, lease: Location, run_id: str | None, version: str) -> None:
+    def take(self, fs: FileSystem, lease: Location, run_id: str | None, version: str) -> None:
         body = {
             "host": _HOST,
             "pid": os.getpid(),
@@ -131,7 +132,7 @@ class Leases:
 
     def _beat(self) -> None:
         while True:
-            time.sleep(self.heartbeat_s)
+            time.sleep(self.heartbeat_seconds)
             with self._lock:
                 held = list(self._held.items())
             for lease, (fs, body) in held:
@@ -147,13 +148,13 @@ LEASES = Leases()
 
 
 def lease_alive(
-    lease: Mapping[str, Any] | None, lease_file: Entry | None, timeout_s: float
+    lease: Mapping[str, Any] | None, lease_file: Entry | None, timeout_seconds: float
 ) -> bool:
     """Whether the writer that holds a lease may still be writing."""
     if lease_file is None:
         return False
     if lease is None:  # being rewritten, or torn: trust it while it is fresh
-        return time.time() - lease_file.modified < timeout_s
+        return time.time() - lease_file.modified < timeout_seconds
     if lease.get("host") == _HOST:
         pid = int(lease.get("pid", -1))
         if pid == os.getpid() and lease.get("pid_start") == _process_start(pid):
@@ -170,7 +171,7 @@ def lease_alive(
         except PermissionError:
             return True
         return True
-    return time.time() - float(lease.get("heartbeat_at", 0)) < timeout_s
+    return time.time() - float(lease.get("heartbeat_at", 0)) < timeout_seconds
 
 
 # -- one asset's (or partition's) versions -----------------------------------------------
@@ -187,10 +188,10 @@ class Scan:
 class VersionStore:
     """The versions, manifest, leases and retention of one asset folder."""
 
-    def __init__(self, fs: HadoopFS, location: str, lease_timeout_s: float = 300.0) -> None:
+    def __init__(self, fs: FileSystem, location: str, lease_timeout_seconds: float = 300.0) -> None:
         self.fs = fs
         self.location = Location(location)
-        self.lease_timeout_s = lease_timeout_s
+        self.lease_timeout_seconds = lease_timeout_seconds
 
     def lease_of(self, version: str) -> Location:
         return self.location / f"{LEASE_PREFIX}{version}.json"
@@ -298,7 +299,7 @@ class VersionStore:
         """Whether a live writer holds a lease on the version."""
         lease_file = leases.get(version)
         lease = self.fs.read_json(lease_file.location) if lease_file else None
-        return lease_alive(lease, lease_file, self.lease_timeout_s)
+        return lease_alive(lease, lease_file, self.lease_timeout_seconds)
 
     def versions(self) -> list[dict[str, Any]]:
         return self.scan().complete
@@ -324,7 +325,10 @@ class VersionStore:
             self.fs.delete(scan.leases[name].location)
         now = time.time()
         for entry in self.fs.list(self.location):
-            if entry.name.startswith(TMP_PREFIX) and now - entry.modified > self.lease_timeout_s:
+            if (
+                entry.name.startswith(TMP_PREFIX)
+                and now - entry.modified > self.lease_timeout_seconds
+            ):
                 self.fs.delete(entry.location)
         return removed
 
@@ -342,7 +346,7 @@ class VersionStore:
         return dropped
 
 
-def partition_folders(fs: HadoopFS, location: str) -> Iterator[Entry]:
+def partition_folders(fs: FileSystem, location: str) -> Iterator[Entry]:
     """The partition folders of an asset folder (those that hold a manifest)."""
     for entry in fs.list(location):
         if (

@@ -359,7 +359,7 @@ def test_ttl_expiry_and_force_recompute(
 ) -> None:
     short_lived = {
         **resources,
-        "io_manager": SparkParquetIOManager(base_path=str(storage), cache_ttl_s=1),
+        "io_manager": SparkParquetIOManager(base_path=str(storage), cache_ttl_seconds=1),
     }
     materialize(project.assets(), short_lived)
     time.sleep(1.5)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import dagster as dg
 import pytest
@@ -14,6 +14,7 @@ from pyspark.sql.types import LongType
 from typedspark import DataSet
 
 from pysetl_dagster import PySetlFactoryError, SparkParquetIOManager, pysetl_pipeline
+from pysetl_dagster.storage.store import StorageBackend
 from tests.fixtures.numbers_pipeline import NumberRow, Numbers, StubFactory, numbers_config
 
 
@@ -39,10 +40,20 @@ def _stored_rows(storage: Path, key: str) -> list[int]:
     return sorted(r[0] for r in df.collect())
 
 
+def _on(resources: dict[str, Any], fs_backend: str) -> dict[str, Any]:
+    """The run's resources with the storage on one filesystem backend."""
+    io = SparkParquetIOManager(
+        base_path=resources["io_manager"].base_path, filesystem=cast(StorageBackend, fs_backend)
+    )
+    assert io.store.fs().kind == fs_backend
+    return {**resources, "io_manager": io}
+
+
 def test_failed_write_keeps_the_previous_version_current(
-    spark: SparkSession, storage: Path, resources: dict[str, Any]
+    spark: SparkSession, storage: Path, resources: dict[str, Any], fs_backend: str
 ) -> None:
     """A write that dies half way never replaces the stored output."""
+    resources = _on(resources, fs_backend)
 
     class Exploding(Numbers):
         def get(self) -> Any:
@@ -66,8 +77,9 @@ def test_failed_write_keeps_the_previous_version_current(
 
 
 def test_versions_are_pruned_and_values_that_are_not_dataframes_are_pickled(
-    spark: SparkSession, storage: Path, resources: dict[str, Any]
+    spark: SparkSession, storage: Path, resources: dict[str, Any], fs_backend: str
 ) -> None:
+    resources = _on(resources, fs_backend)
     assets = pysetl_pipeline(
         Pipeline()
         .add_stage(Stage().add_factory(Numbers()))
