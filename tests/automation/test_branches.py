@@ -10,15 +10,19 @@ import dagster as dg
 import pytest
 
 from pysetl_dagster import PySetlDefinitionError, branch, pysetl_pipeline, when_config
-
-from .conditions_pipeline import (
+from tests.automation.test_conditions import (
+    _current,
+    _materialized,
+    _skip_observations,
+    _step_events,
+)
+from tests.fixtures.conditions_pipeline import (
     FullDoubled,
     PricingA,
     Squares,
     build_ab_pipeline,
     build_branch_pipeline,
 )
-from .test_conditions import _current, _materialized, _skip_observations, _step_events
 
 
 def _materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:

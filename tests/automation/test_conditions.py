@@ -19,9 +19,8 @@ from pysetl_dagster import (
     when_config,
     when_data,
 )
-
-from .conditions_pipeline import Squares, SquaresReport, build_conditions_pipeline
-from .numbers_pipeline import Doubled, Numbers, Total
+from tests.fixtures.conditions_pipeline import Squares, SquaresReport, build_conditions_pipeline
+from tests.fixtures.numbers_pipeline import Doubled, Numbers, Total
 
 ALL = {"numbers", "gated_doubled", "squares", "total", "squares_report"}
 
