@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from dagster import (
+    PartitionsDefinition,
     ScheduleDefinition,
     TimeWindowPartitionsDefinition,
     build_schedule_from_partitioned_job,
@@ -38,14 +39,18 @@ def latest_partition_schedule(
     name: str | None = None,
     hour_of_day: int = 0,
     minute_of_hour: int = 0,
+    partitions_def: PartitionsDefinition | None = None,
     **kwargs: Any,
 ) -> ScheduleDefinition | UnresolvedPartitionedAssetScheduleDefinition:
     """A schedule that runs the job, once per time partition, on the latest complete one.
 
     Only time partitions have a "latest"; a static-partitioned job gets a load-time error
     saying to backfill it or to schedule it with a cron and a fixed partition instead.
+    `partitions_def` is the partitions of the job's assets: an asset job infers them from its
+    assets only when `Definitions` resolve it (Dagster deprecated `define_asset_job(
+    partitions_def=...)`), so the caller who knows them passes them for the check.
     """
-    partitions_def = job.partitions_def
+    partitions_def = partitions_def or job.partitions_def
     if not isinstance(partitions_def, TimeWindowPartitionsDefinition):
         raise PySetlDefinitionError(
             f"Job {job.name!r} has no time partitions ({partitions_def!r}), so it has no "

@@ -70,7 +70,7 @@ class PySparkSessionResource(LazyPySparkResource):
         # Start the session with the run, before any step loads its inputs through the IO
         # manager, so every `getOrCreate` in the run returns this configured session.
         self._init_session()
-        run = context.dagster_run
+        run = context.run
         if run is not None:
             set_run_log_format(run.run_id, self.log_format)
         if self.cancel_on_terminate and run is not None and context.instance is not None:
