@@ -105,7 +105,7 @@ def test_a_run_session_uses_no_deprecated_dagster_api(
         daily.latest_partition_schedule(hour_of_day=1)
         defs = build_definitions(daily, resources=resources)
         schedule = defs.resolve_schedule_def("daily_events_latest_partition")
-        with dg.instance_for_test(temp_dir=str(tmp_path / "schedule")) as instance:
+        with dg.instance_for_test() as instance:
             tick_time = datetime(2024, 1, 4, 1, 0, tzinfo=UTC)
             schedule_context = dg.build_schedule_context(
                 instance=instance, scheduled_execution_time=tick_time
@@ -117,7 +117,7 @@ def test_a_run_session_uses_no_deprecated_dagster_api(
         inbox = pysetl_pipeline(build_inbox_pipeline(inbox_dir), name="inbox")
         sensor = inbox.on_new_files(inbox_dir, pattern="*.csv", settle_seconds=5)
         defs = build_definitions(inbox, resources=resources)
-        with dg.instance_for_test(temp_dir=str(tmp_path / "sensor")) as instance:
+        with dg.instance_for_test() as instance:
             write_csv(inbox_dir / "a.csv", [("x", 1), ("y", 2)])
             sensor_context = dg.build_sensor_context(instance=instance, definitions=defs)
             (request,) = sensor.evaluate_tick(sensor_context).run_requests or []
