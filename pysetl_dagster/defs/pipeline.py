@@ -170,11 +170,22 @@ class PySetlPipelineDefinitions:
     ) -> AnySchedule:
         """A schedule running the pipeline's time-partitioned job on its latest partition
         (for `daily(...)`: every day, yesterday's partition), named `<name>_latest_partition`."""
-        job = next(
-            (j for j in (self.asset_job, *self.partition_jobs) if j.partitions_def is not None),
-            self.asset_job,
+        # The jobs' partitions, in job order: an asset job infers its own only at load time.
+        partitions = [p for p, _ in partition_groups(self.translated)]
+        job, partitions_def = next(
+            (
+                (j, p)
+                for j, p in zip((self.asset_job, *self.partition_jobs), partitions, strict=True)
+                if p is not None
+            ),
+            (self.asset_job, None),
         )
-        args = {"hour_of_day": hour_of_day, "minute_of_hour": minute_of_hour, **kwargs}
+        args = {
+            "hour_of_day": hour_of_day,
+            "minute_of_hour": minute_of_hour,
+            "partitions_def": partitions_def,
+            **kwargs,
+        }
         name = f"{snake_case(self.name)}_latest_partition"
         schedule = latest_partition_schedule(job, name=name, **args)
         self.latest_partition_args[name] = (job, args)
@@ -261,10 +272,9 @@ def pysetl_pipeline(
             executor_def=in_process_executor,
             description=description,
             metadata=metadata,
-            partitions_def=partitions_def,
             config=_config_for(asset_config, translated, keys) if factory_config else None,
         )
-        for job_name, (partitions_def, keys) in zip(job_names, groups, strict=True)
+        for job_name, (_, keys) in zip(job_names, groups, strict=True)
     ]
     stage_partitions = stage_job_partitions(name, translated, groups, wanted=stage_job)
     built_stage_job = None

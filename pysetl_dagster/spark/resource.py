@@ -69,7 +69,7 @@ class PySparkSessionResource(LazyPySparkResource):
         # Start the session with the run, before any step loads its inputs through the IO
         # manager, so every `getOrCreate` in the run returns this configured session.
         self._init_session()
-        run = context.dagster_run
+        run = context.run
         if self.cancel_on_terminate and run is not None and context.instance is not None:
             # Terminating the run (UI, GraphQL, instance) cancels its Spark jobs by tag.
             watch_run(context.instance, run.run_id, self._spark_session)
@@ -77,8 +77,8 @@ class PySparkSessionResource(LazyPySparkResource):
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         # The run's watcher is per-run state: released with the run (the session stays for
         # the process; see `stop_at_exit`).
-        if context.dagster_run is not None:
-            stop_watching(context.dagster_run.run_id)
+        if context.run is not None:
+            stop_watching(context.run.run_id)
 
     def _init_session(self) -> None:
         if self._spark_session is not None:

@@ -418,7 +418,10 @@ class SparkParquetIOManager(ConfigurableIOManager):
             assert upstream is not None, "an op input without an upstream output"
             if (upstream.step_key, upstream.name) in self._skipped:
                 return SKIPPED
-            location, key = self.location_for(upstream)
+            # The run's partition from the InputContext: reading it on `upstream_output` is
+            # deprecated by Dagster (dagster-io/dagster#7900); both are the same run's key.
+            partition = context.partition_key if context.has_partition_key else None
+            location, key = self._output_location(upstream, partition)
         name = key.to_user_string() if key else context.name
         path, manifest = self.store.current(location, f"Input {context.name!r} needs {name}, which")
         note_input(context.step_context.step.key, name, manifest["version"])

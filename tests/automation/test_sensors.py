@@ -75,7 +75,7 @@ def test_file_sensor_triggers_once_per_settled_file_and_the_run_reads_it(
     sensor = inbox.on_new_files(inbox_dir, pattern="*.csv", settle_seconds=5)
     assert sensor.name == "inbox_new_files"
     defs = build_definitions(inbox, resources=resources)
-    assert defs.get_sensor_def("inbox_new_files") is sensor
+    assert defs.resolve_sensor_def("inbox_new_files") is sensor
 
     with dg.instance_for_test() as instance:
         write_csv(inbox_dir / "a.csv", [("x", 1), ("y", 2)])
@@ -131,7 +131,7 @@ def test_file_sensor_names_factories_explicitly(tmp_path: Path) -> None:
         (request,) = tick(sensor, defs, instance, None).run_requests
     assert request.asset_selection == [dg.AssetKey("event_totals")]
     assert [n.name for n in inbox.graph.nodes] == ["LoadEvents", "EventTotals"]
-    assert both.name == "both" and defs.get_sensor_def("both") is both
+    assert both.name == "both" and defs.resolve_sensor_def("both") is both
 
 
 def test_a_sensor_naming_a_missing_factory_is_a_load_time_error(tmp_path: Path) -> None:
@@ -272,7 +272,7 @@ def test_schedules_from_the_declaration(tmp_path: Path) -> None:
     on = numbers.schedule(cron="30 6 * * 1-5", timezone="Europe/Paris", enabled=True)
     off = numbers.daily_schedule()
     defs = build_definitions(numbers, storage_path=str(tmp_path))
-    assert defs.get_schedule_def("numbers_schedule") is on
+    assert defs.resolve_schedule_def("numbers_schedule") is on
     assert on.execution_timezone == "Europe/Paris"
     assert on.default_status == dg.DefaultScheduleStatus.RUNNING
     assert on.job_name == "numbers_assets"
@@ -296,8 +296,8 @@ def test_a_profile_decides_undeclared_schedules_only(tmp_path: Path) -> None:
     defs = build_definitions(
         numbers, storage_path=str(tmp_path), profile=load_profile(profiles, "live")
     )
-    assert defs.get_schedule_def("numbers_profile").default_status.value == "RUNNING"
-    off = defs.get_schedule_def("numbers_off")
+    assert defs.resolve_schedule_def("numbers_profile").default_status.value == "RUNNING"
+    off = defs.resolve_schedule_def("numbers_off")
     assert off.default_status.value == "STOPPED"
     assert off.execution_timezone == "UTC"
 

@@ -128,7 +128,7 @@ def test_key_prefix_keeps_two_instances_of_a_template_apart() -> None:
 
 
 def test_example_has_a_daily_schedule_on_its_asset_job() -> None:
-    schedule = definitions.defs.get_schedule_def("retail_daily")
+    schedule = definitions.defs.resolve_schedule_def("retail_daily")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "retail_assets"
 

@@ -55,7 +55,7 @@ def _read_current(resources: dict[str, Any], key: str, partition: str | None = N
     return io.read_version(io.asset_dir(dg.AssetKey(key), partition) / manifest["version"])
 
 
-def test_declared_partitions_reach_the_asset_specs_and_jobs() -> None:
+def test_declared_partitions_reach_the_asset_specs_and_jobs(tmp_path: Path) -> None:
     events = pysetl_pipeline(build_events_pipeline(), name="events")
     specs = {s.key.to_user_string(): s for s in events.translated.factory_specs.values()}
     assert isinstance(specs["events"].partitions_def, dg.DailyPartitionsDefinition)
@@ -63,7 +63,9 @@ def test_declared_partitions_reach_the_asset_specs_and_jobs() -> None:
     assert specs["all_days"].partitions_def is None
     # partitioned and unpartitioned Factories mixed: no Stage job, the asset job carries the days
     assert events.stage_job is None
-    assert events.asset_job.partitions_def == specs["events"].partitions_def
+    # (Dagster infers an asset job's partitions from its assets when the definitions load)
+    defs = build_definitions(events, storage_path=str(tmp_path))
+    assert defs.resolve_job_def("events_assets").partitions_def == specs["events"].partitions_def
     with pytest.raises(
         PySetlDefinitionError, match=r"'events' cannot have a Stage job.*events_assets"
     ):
@@ -190,7 +192,7 @@ def test_latest_partition_schedule_requests_the_latest_day(tmp_path: Path) -> No
     schedule = events.latest_partition_schedule(hour_of_day=1)
     assert schedule.name == "events_latest_partition"
     defs = build_definitions(events, storage_path=str(tmp_path))
-    loaded = defs.get_schedule_def("events_latest_partition")
+    loaded = defs.resolve_schedule_def("events_latest_partition")
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         context = dg.build_schedule_context(
             instance=instance, scheduled_execution_time=datetime(2024, 3, 5, 1, 0, tzinfo=UTC)
