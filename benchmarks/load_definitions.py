@@ -3,9 +3,15 @@
 Generates synthetic PySetl pipelines (10 Stages; each Factory consumes one or two Factories of
 the Stage before), then times, after all imports: translating the pipeline, building
 `Definitions`, and loading them as `dagster definitions validate` does (resolved asset graph
-and jobs). Prints one JSON object per size; the last line is the largest size.
+and jobs). Prints one JSON object per size; the last line is the largest size. `load_s` is
+wall time; `cpu_s` is this process's CPU time over the same span, steadier than wall time on a
+shared machine (other work slows the wall clock but not, mostly, the CPU seconds we use).
 
-    .venv/bin/python benchmarks/load_definitions.py [--sizes 100 1000] [--repeat 3]
+`--import` first measures, in fresh interpreters, `from pysetl_dagster import
+build_definitions, pysetl_pipeline` against the floor of the two libraries it cannot do
+without (`import pysetl, dagster`), and lists the optional libraries it loaded (should be none).
+
+    .venv/bin/python benchmarks/load_definitions.py [--sizes 100 1000] [--repeat 3] [--import]
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 import types
@@ -78,28 +85,84 @@ def synthetic_pipeline(n_factories: int, n_stages: int = 10) -> Pipeline:
     return pipeline
 
 
-def load_seconds(n_factories: int) -> float:
+def load_seconds(n_factories: int) -> tuple[float, float]:
+    """Wall and CPU seconds from the pipeline to loaded definitions."""
     pipeline = synthetic_pipeline(n_factories)  # the user's code: not timed
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     defs = build_definitions(
         pysetl_pipeline(pipeline, name=f"synthetic_{n_factories}"), storage_path="/tmp/unused"
     )
     dg.Definitions.validate_loadable(defs)
     defs.resolve_asset_graph()
     defs.resolve_all_job_defs()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+#: Libraries only some users need: importing the definition API must not load them.
+OPTIONAL = ("pandera", "dagster_pandera", "polars", "pandas", "libcst", "nbformat", "rich",
+            "prometheus_client", "pysetl_dagster.migrate", "pyspark.sql.connect")  # fmt: skip
+
+_IMPORT_PROBE = """
+import json, sys, time
+start, start_cpu = time.perf_counter(), time.process_time()
+{statement}
+wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+print(json.dumps({{"wall": wall, "cpu": cpu,
+                  "optional": [m for m in {optional!r} if m in sys.modules]}}))
+"""
+
+
+def import_seconds(statement: str) -> dict[str, Any]:
+    """Wall and CPU seconds of `statement` in a fresh interpreter (its start-up not counted)."""
+    probe = _IMPORT_PROBE.format(statement=statement, optional=OPTIONAL)
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure_import(repeat: int) -> dict[str, Any]:
+    """Median import time of the definition API and of its floor, alternated run by run."""
+    api = "from pysetl_dagster import build_definitions, pysetl_pipeline"
+    floor = "import pysetl, dagster"
+    runs: dict[str, list[dict[str, Any]]] = {api: [], floor: []}
+    for _ in range(repeat):
+        for statement, results in runs.items():
+            results.append(import_seconds(statement))
+
+    def median(statement: str, field: str) -> float:
+        return round(statistics.median(r[field] for r in runs[statement]), 3)
+
+    return {
+        "import_s": median(api, "wall"),
+        "import_cpu_s": median(api, "cpu"),
+        "floor_s": median(floor, "wall"),
+        "floor_cpu_s": median(floor, "cpu"),
+        "import_runs_s": [round(r["wall"], 3) for r in runs[api]],
+        "optional_loaded": sorted({m for r in runs[api] for m in r["optional"]}),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--import",
+        dest="measure_import",
+        action="store_true",
+        help="also time importing the definition API in fresh interpreters",
+    )
     args = parser.parse_args()
+    if args.measure_import:
+        print(json.dumps(measure_import(args.repeat)))
     load_seconds(10)  # warm imports and caches the first call pays
     for size in args.sizes:
-        times = [load_seconds(size) for _ in range(args.repeat)]
+        runs = [load_seconds(size) for _ in range(args.repeat)]
+        times = [wall for wall, _ in runs]
+        cpu = round(statistics.median(cpu for _, cpu in runs), 3)
         print(json.dumps({"factories": size, "load_s": round(statistics.median(times), 3),
-                          "runs_s": [round(t, 3) for t in times]}))  # fmt: skip
+                          "runs_s": [round(t, 3) for t in times], "cpu_s": cpu}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,14 +16,18 @@ import importlib
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from rich.console import Console
-from rich.table import Table
 
 from pysetl_dagster.storage.io_manager import SparkParquetIOManager
 from pysetl_dagster.storage.store import PySetlStorage
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich is imported where a table is printed: `pysetl-dagster` registers this command's
+# arguments on every invocation (describe, schema, migrate), which should not pay for it.
 
 
 def add_parser(commands: Any) -> None:
@@ -100,6 +104,8 @@ def _stored_keys(
 
 
 def _list(defs: dg.Definitions, storage: PySetlStorage, console: Console) -> int:
+    from rich.table import Table
+
     table = Table(title=f"stored outputs under {storage.base_path}")
     for column in ("asset", "version", "rows", "computed", "by run", "cache key", "reusable"):
         table.add_column(column)
@@ -182,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     storage = _storage(defs, args.storage)
     if storage.backend() == "hadoop":
         _local_spark()
+    from rich.console import Console
+
     console = Console()
     if args.cache_command == "list":
         return _list(defs, storage, console)

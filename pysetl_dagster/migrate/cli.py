@@ -13,25 +13,17 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
 
-from .engine import (
-    FileResult,
-    MigrationError,
-    all_files,
-    analyse,
-    diff_text,
-    discover,
-    plan_text,
-    render,
-    restore,
-    verify_results,
-    write_outputs,
-)
+    from .engine import FileResult
+
+# The engine (libcst, nbformat) and rich are imported when `migrate` runs, not when
+# `pysetl-dagster` registers this command's arguments for its other commands.
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,6 +48,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     """Execute `migrate` with parsed arguments; returns the exit code."""
+    from rich.console import Console
+
+    from .engine import MigrationError, restore
+
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
@@ -73,6 +69,17 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
 
 
 def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
+    from .engine import (
+        all_files,
+        analyse,
+        diff_text,
+        discover,
+        plan_text,
+        render,
+        verify_results,
+        write_outputs,
+    )
+
     out = Path(args.out)
     paths = discover(Path(args.source))
     names: set[str] = set()
@@ -127,6 +134,8 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
 
 
 def _progress(console: Console) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -138,6 +147,8 @@ def _progress(console: Console) -> Progress:
 
 def summary_table(results: list[FileResult]) -> Table:
     """File, Factories, sinks, verified or why not."""
+    from rich.table import Table
+
     table = Table(title="pysetl-dagster migrate")
     for column in ("File", "Factories", "Sinks", "Result"):
         table.add_column(column)

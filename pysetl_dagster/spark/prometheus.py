@@ -17,7 +17,7 @@ after every finished run (needs the Dagster daemon, as `dagster dev` runs).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     DagsterEventType,
@@ -28,7 +28,13 @@ from dagster import (
     SensorDefinition,
     run_status_sensor,
 )
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+# prometheus_client is imported inside the functions that fill or send a registry: a code
+# location that declares `prometheus_sensors` (a profile with metrics) loads its definitions
+# without it, and the library is only needed when a sensor actually pushes after a run.
 
 
 def _value(metadata_value: Any) -> Any:
@@ -37,6 +43,8 @@ def _value(metadata_value: Any) -> Any:
 
 def run_metrics_registry(instance: DagsterInstance, run_id: str) -> CollectorRegistry:
     """A registry holding one finished run's metrics, read from its event log."""
+    from prometheus_client import CollectorRegistry, Gauge
+
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise ValueError(f"Run {run_id} is not in this Dagster instance: check the run id.")
@@ -93,11 +101,15 @@ def run_metrics_registry(instance: DagsterInstance, run_id: str) -> CollectorReg
 
 def run_metrics_text(instance: DagsterInstance, run_id: str) -> str:
     """One run's metrics in Prometheus text format."""
+    from prometheus_client import generate_latest
+
     return generate_latest(run_metrics_registry(instance, run_id)).decode()
 
 
 def push_run_metrics(instance: DagsterInstance, run_id: str, gateway: str) -> None:
     """Push one run's metrics to a Pushgateway (`host:port`), grouped by job."""
+    from prometheus_client import push_to_gateway
+
     run = instance.get_run_by_id(run_id)
     job = run.job_name if run else "unknown"
     push_to_gateway(
