@@ -19,6 +19,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from dagster import (
 
 from pysetl_dagster.automation.target import AutomationTarget
 from pysetl_dagster.errors import PySetlDefinitionError
+from pysetl_dagster.metadata import TagKey
 from pysetl_dagster.translation.graph import ExternalInput, FactoryNode, PipelineGraph
 from pysetl_dagster.translation.links import link_of
 from pysetl_dagster.translation.specs import FactoryRef
@@ -223,10 +225,10 @@ def new_files_sensor(
             run_key=run_key,
             asset_selection=keys,
             tags={
-                "pysetl/sensor": sensor_name,
-                "pysetl/folder": str(folder_path),
-                "pysetl/new_file_count": str(len(new)),
-                "pysetl/new_files": json.dumps(names[:MAX_TAG_FILES]),
+                TagKey.SENSOR: sensor_name,
+                TagKey.FOLDER: str(folder_path),
+                TagKey.NEW_FILE_COUNT: str(len(new)),
+                TagKey.NEW_FILES: json.dumps(names[:MAX_TAG_FILES]),
             },
         )
 
@@ -284,7 +286,7 @@ def upstream_sensor(
         return RunRequest(
             run_key=f"{changed}@" + ",".join(str(cursor[k.to_user_string()]) for k in updated),
             asset_selection=_keys(pipeline, with_downstream(graph, readers)),
-            tags={"pysetl/sensor": sensor_name, "pysetl/upstream": changed},
+            tags={TagKey.SENSOR: sensor_name, TagKey.UPSTREAM: changed},
         )
 
     return _on_upstream
@@ -339,7 +341,7 @@ def _host(url: str) -> str:
     return f"{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
 
 
-def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
+def post_json(url: str, payload: dict[str, Any], timeout_seconds: float) -> int:
     """POST `payload` as JSON; the HTTP status, or an error naming the host (not the URL:
     webhook URLs often carry a secret)."""
     request = urllib.request.Request(
@@ -349,7 +351,7 @@ def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
             return int(response.status)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         host = _host(url)
@@ -362,15 +364,23 @@ def failure_sensor(
     hook: FailureHook | None = None,
     webhook_url: str | EnvVar | None = None,
     name: str | None = None,
-    timeout: float = 10.0,
+    timeout_seconds: float = 10.0,
     minimum_interval_seconds: int = 30,
     default_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED,
+    timeout: float | None = None,
 ) -> SensorDefinition:
     """A run-failure sensor on the pipeline's jobs: it records the failure (tags
     `pysetl/failure_*` on the failed run, a line in the sensor's log) and calls the user's hook
     with a JSON-able record, and/or POSTs it to `webhook_url` (a string, or `EnvVar("NAME")`
     read when the sensor runs, so the URL stays out of the code). A hook or webhook that fails
     fails the sensor tick, which Dagster shows and retries."""
+    if timeout is not None:  # the name before `*_seconds`: kept for one release
+        warnings.warn(
+            "failure_sensor(timeout=...) is deprecated: use timeout_seconds=...",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        timeout_seconds = timeout
     sensor_name = name or f"{pipeline.name}_on_failure"
     if hook is None and webhook_url is None:
         raise PySetlDefinitionError(
@@ -398,7 +408,7 @@ def failure_sensor(
                     f"Sensor {sensor_name!r}: environment variable {webhook_url!s} (the "
                     "failure webhook URL) is not set where the daemon runs."
                 )
-            status = post_json(url, record, timeout)
+            status = post_json(url, record, timeout_seconds)
             outcome.append(f"webhook {_host(url)} -> HTTP {status}")
         if hook is not None:
             hook(record)
@@ -407,9 +417,9 @@ def failure_sensor(
         context.instance.add_run_tags(
             record["run_id"],
             {
-                "pysetl/failure_recorded": sensor_name,
-                "pysetl/failure_factories": factories[:1000],
-                "pysetl/failure_hook": "; ".join(outcome),
+                TagKey.FAILURE_RECORDED: sensor_name,
+                TagKey.FAILURE_FACTORIES: factories[:1000],
+                TagKey.FAILURE_HOOK: "; ".join(outcome),
             },
         )
         context.log.info(
