@@ -13,7 +13,8 @@ pysetl_dagster import build_definitions, pysetl_pipeline` against the floor of t
 libraries it cannot do without (`import pysetl, dagster`), and lists the optional libraries
 it loaded (should be none).
 
-    .venv/bin/python benchmarks/load_definitions.py [--sizes 100 1000] [--repeat 3] [--import] [--dagster-only]
+    .venv/bin/python benchmarks/load_definitions.py [--sizes 100 1000] [--repeat 3]
+        [--import] [--dagster-only]
 """
 
 from __future__ import annotations
