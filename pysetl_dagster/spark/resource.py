@@ -1,9 +1,11 @@
 """The Spark session resource: one SparkSession per run process, configured by Dagster.
 
-Built on dagster-pyspark's `LazyPySparkResource`: nothing starts while definitions load; the
-session starts when a run initialises its resources, and `getOrCreate` makes every step of an
-in-process run, and the IO manager, share it. It is stopped when the process exits, not after
-each run, so a long-lived process (tests, notebooks) keeps one JVM.
+Lazy like dagster-pyspark's `LazyPySparkResource`, whose session builder it uses (imported
+when a session starts, so loading definitions imports neither dagster-pyspark nor
+dagster-spark): nothing starts while definitions load; the session starts when a run
+initialises its resources, and `getOrCreate` makes every step of an in-process run, and the
+IO manager, share it. It is stopped when the process exits, not after each run, so a
+long-lived process (tests, notebooks) keeps one JVM.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ import shutil
 import threading
 from typing import Any, Literal
 
-from dagster import InitResourceContext
-from dagster_pyspark import LazyPySparkResource
-from dagster_pyspark.resources import spark_session_from_config
-from pydantic import Field
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
 from pyspark.sql import SparkSession
 
 from pysetl_dagster.errors import PySetlSparkError
@@ -33,7 +33,7 @@ def _stop_sessions() -> None:
         session.stop()
 
 
-class PySparkSessionResource(LazyPySparkResource):
+class PySparkSessionResource(ConfigurableResource):
     """SparkSession settings from Dagster config (and so from run config, profiles, `EnvVar`).
 
     `remote` points the session at a Spark Connect server (`sc://host:15002`) instead of a
@@ -65,6 +65,8 @@ class PySparkSessionResource(LazyPySparkResource):
         "instance (plain `materialize()`), which nothing outside the process can terminate.",
     )
 
+    _spark_session: Any = PrivateAttr(default=None)
+
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Start the session with the run, before any step loads its inputs through the IO
         # manager, so every `getOrCreate` in the run returns this configured session.
@@ -92,15 +94,25 @@ class PySparkSessionResource(LazyPySparkResource):
             conf["spark.master"] = self.master
         conf.update(self.spark_config)
         conf.update(self.secret_config)
+        # imported here: dagster-pyspark (and dagster-spark under it) cost ~0.2 s of import,
+        # paid only by a process that starts a session
+        from dagster_pyspark.resources import spark_session_from_config
+
         self._spark_session = spark_session_from_config(conf)
         if self.stop_at_exit:
             _register_stop_hook()
 
     @property
     def spark_session(self) -> SparkSession:
+        """The run's SparkSession, started on first use."""
         self._init_session()
         assert self._spark_session is not None
         return self._spark_session
+
+    @property
+    def spark_context(self) -> Any:
+        """The session's SparkContext (classic sessions only: Spark Connect has none)."""
+        return self.spark_session.sparkContext
 
 
 def _require_java() -> None:

@@ -113,6 +113,7 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
     conditions: dict[FactoryNode, ResolvedCondition] = {}
     branches: dict[FactoryNode, ResolvedCondition] = {}
     declarations: dict[FactoryNode, FactoryDeclarations] = {}
+    in_pipeline = [n.factory_type for n in graph.nodes]
     for node in graph.nodes:
         declared = declarations[node] = read_declarations(node.factory)
         inputs = graph.inputs[node]
@@ -131,7 +132,6 @@ def translate(graph: PipelineGraph, translator: PySetlTranslator) -> TranslatedP
         consumed = {
             r.source.factory_type: r.attribute for r in inputs if isinstance(r.source, FactoryNode)
         }
-        in_pipeline = [n.factory_type for n in graph.nodes]
         condition = translator.get_condition(data)
         if condition is not None:
             conditions[node] = resolve_condition(
