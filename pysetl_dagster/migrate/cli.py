@@ -20,7 +20,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from .engine import (
-    FileResult,
     MigrationError,
     all_files,
     analyse,
@@ -32,6 +31,9 @@ from .engine import (
     verify_results,
     write_outputs,
 )
+from .project import Project
+from .report import counts
+from .result import FileResult
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
 def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
     out = Path(args.out)
     paths = discover(Path(args.source))
+    project = Project.of(paths)
+    argv = shlex.split(args.args)
     names: set[str] = set()
     results: list[FileResult] = []
     with tempfile.TemporaryDirectory(prefix="pysetl-migrate-") as scratch:
@@ -82,7 +86,7 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
             task = progress.add_task("analysing", total=len(paths))
             for path in paths:
                 progress.update(task, description=f"analysing {path.name}")
-                result = analyse(path, names)
+                result = analyse(path, names, project, argv)
                 if args.interactive and result.migratable and result.analysis is not None:
                     from .wizard import review
 
@@ -99,7 +103,7 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
         if args.dry_run:
             console.print(plan_text(results))
             console.print(diff_text(out, files), markup=False)
-            return 0
+            return exit_code(results)
         backup = write_outputs(out, files, force=args.force)
         if backup is not None:
             console.print(
@@ -114,15 +118,24 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
                     out,
                     Path(scratch) / "verify",
                     inputs_dir=Path(args.inputs) if args.inputs else None,
-                    argv=shlex.split(args.args),
+                    argv=argv,
+                    scratch=Path(scratch),
                     on_done=lambda _: progress.advance(task),
                 )
             files = all_files(results)
-            reports = {k: v for k, v in files.items() if not k.endswith(".py")}
-            for rel, text in reports.items():
-                (out / rel).write_text(text, encoding="utf-8")
+            write_outputs(out, files, force=True, keep_backup=False)
     console.print(summary_table(results))
-    failed = [r for r in results if r.verify is not None and not r.verify.equal]
+    return exit_code(results)
+
+
+def exit_code(results: list[FileResult]) -> int:
+    """1 when any file was reported, did not parse or verified different (a CI job using the
+    migration notices), else 0."""
+    failed = [
+        r
+        for r in results
+        if r.status in ("reported", "error") or (r.verify is not None and not r.verify.equal)
+    ]
     return 1 if failed else 0
 
 
@@ -142,8 +155,6 @@ def summary_table(results: list[FileResult]) -> Table:
     for column in ("File", "Factories", "Sinks", "Result"):
         table.add_column(column)
     for r in results:
-        units = [u for u in r.analysis.units if u.enabled] if r.analysis else []
-        table.add_row(
-            r.source.name, str(len(units)), str(sum(u.is_sink for u in units)), r.verdict()
-        )
+        factories, sinks = counts(r)
+        table.add_row(r.source.name, str(factories), str(sinks), r.verdict())
     return table

@@ -158,3 +158,25 @@ def run_settings(
         ) from None
     finally:
         sys.argv = saved
+
+
+@contextmanager
+def script_run(script: str, argv: list[str]) -> Iterator[None]:
+    """Run a script's own code as `python script.py ARGV` would: `sys.argv` is the whole
+    command line, the script's folder comes first on `sys.path` (its own modules, job modules
+    it imports by name), and an exit with status 0 is a normal end. Any other exit status is
+    an error naming the script and the command line."""
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [script, *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise ScriptArgumentError(
+                f"{os.path.basename(script)} exited with status {exc.code!r} on the command "
+                f"line {argv!r}: fix the Factory's Config (argv) in the Launchpad or run config"
+            ) from None
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
