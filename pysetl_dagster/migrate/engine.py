@@ -169,6 +169,9 @@ def _why_whole(analysis: Analysis, tree: object, local_modules: list[str]) -> st
                 return f"line {node.lineno}: a dynamic import ({func})"
             if func.split(".")[-1] in {"SparkContext", "SQLContext", "HiveContext"}:
                 return f"line {node.lineno}: the script creates a {func.split('.')[-1]}"
+    order_issue = _prelude_after_data(analysis)
+    if order_issue:
+        return order_issue
     entry_preludes = [
         s
         for s in analysis.statements
@@ -194,6 +197,25 @@ def _why_whole(analysis: Analysis, tree: object, local_modules: list[str]) -> st
                 f"{analysis.span(loose[0])}: code of the entry point that is not data "
                 "(it would run when the package is imported)"
             )
+    return ""
+
+
+def _prelude_after_data(analysis: Analysis) -> str:
+    """A statement kept at module level (it runs at import) that reads a name an earlier
+    data statement touches (which runs later, in a Factory): the order would change, e.g.
+    `config.read(path)` in a Factory and `config["paths"]` at import."""
+    seen: dict[str, int] = {}
+    for st in analysis.statements:
+        if st.kind == "data":
+            for name in (st.uses | st.defs) - analysis.spark_names:
+                seen.setdefault(name, st.start)
+        elif st.kind == "prelude":
+            late = sorted(n for n in st.uses if n in seen)
+            if late:
+                return (
+                    f"{analysis.span(st)} reads `{late[0]}` after line {seen[late[0]]} "
+                    "changes it: split, one would run at import and the other in a Factory"
+                )
     return ""
 
 
@@ -428,21 +450,21 @@ def verify_results(
     argv: list[str] | None = None,
     scratch: Path | None = None,
     on_done: Callable[[FileResult], None] | None = None,
-    batch_size: int = 16,
+    parallel: int = 2,
 ) -> None:
     """Run `--verify` for every migrated file (see `verify.py`).
 
     A split into Factories that fails or differs where the original ran is not kept: the file
     is generated again as one Factory running the whole script (`whole.py`), written over the
     split in `out`, and verified again; the report says what the split did."""
-    del batch_size
     by_name = {r.name: r for r in results if r.migratable and r.analysis is not None}
     workdir.mkdir(parents=True, exist_ok=True)
     env = _verify_environment(workdir)
-    for name, r in by_name.items():
+
+    def one(r: FileResult) -> FileResult:
         assert r.analysis is not None
         item = VerifyItem(
-            name=name,
+            name=r.name,
             script=r.source.resolve(),
             code=r.code,
             package_dir=out.resolve(),
@@ -466,8 +488,15 @@ def verify_results(
                 write_outputs(out, r.files, force=True, keep_backup=False)
                 outcome = verify_one(item, workdir, env)
         r.verify = outcome
-        if on_done is not None:
-            on_done(r)
+        return r
+
+    # Each file runs two processes (one Spark application each); `parallel` files at a time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        for done in pool.map(one, by_name.values()):
+            if on_done is not None:
+                on_done(done)
 
 
 def _original_ran(outcome: VerifyResult) -> bool:

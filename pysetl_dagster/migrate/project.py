@@ -85,7 +85,7 @@ class Project:
                 dotted = ".".join(parts)
                 if not dotted:
                     continue
-                if dotted in static or any(dotted.startswith(p) for p in prefixes):
+                if dotted in static or any((dotted + ".").startswith(p) for p in prefixes):
                     project.drivers.setdefault(module, driver)
         return project
 

@@ -180,3 +180,14 @@ def script_run(script: str, argv: list[str]) -> Iterator[None]:
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
+
+
+def display(*values: Any, **_: Any) -> None:
+    """What a Jupyter kernel (or Databricks) provides to a notebook: DataFrames are shown,
+    other values printed (into the run's logs)."""
+    for value in values:
+        show = getattr(value, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(value)

@@ -39,6 +39,7 @@ SPARK_DEFAULTS = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "4",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
 }
 WAREHOUSE = "spark-warehouse"
 
@@ -135,6 +136,8 @@ def _commands(item: VerifyItem, workdir: Path, env: dict[str, str]) -> list[dict
                 *_dagster(),
                 "asset",
                 "materialize",
+                "-d",
+                str(item.package_dir),  # its package, never a same-named script in the sandbox
                 "-m",
                 f"{item.name}.definitions",
                 "--select",
@@ -155,11 +158,10 @@ def _commands(item: VerifyItem, workdir: Path, env: dict[str, str]) -> list[dict
 
 
 def verify_many(
-    items: list[VerifyItem], workdir: Path, *, batch_size: int = 8, timeout: float = 600
+    items: list[VerifyItem], workdir: Path, *, timeout: float = 600
 ) -> dict[str, VerifyResult]:
     """Verify every item: its two runs concurrently, items one after the other (each run
-    starts one Spark application). `batch_size` is kept for callers; unused."""
-    del batch_size
+    starts one Spark application)."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = _environment(workdir)
     return {it.name: verify_one(it, workdir, env, timeout=timeout) for it in items}
@@ -218,9 +220,12 @@ def _side_dir(workdir: Path, item: VerifyItem, side: str) -> Path:
     return workdir / item.name / side
 
 
-def recorded_sinks(record: Path, sandbox: Path) -> dict[str, str]:
+def recorded_sinks(
+    record: Path, sandbox: Path, redirected: dict[str, str] | None = None
+) -> dict[str, str]:
     """Sink (relative to the sandbox) -> how it was written, from the record file and the
-    sandbox's warehouse (tables, whichever way they were written)."""
+    sandbox's warehouse (tables, whichever way they were written); `redirected` receives
+    the paths outside the sandbox the script asked for and where they were kept."""
     sinks: dict[str, str] = {}
     lines = record.read_text(encoding="utf-8").splitlines() if record.exists() else []
     root = sandbox.resolve()
@@ -230,9 +235,12 @@ def recorded_sinks(record: Path, sandbox: Path) -> dict[str, str]:
             target = Path(entry["target"])
             target = target if target.is_absolute() else root / target
             try:
-                sinks[str(target.resolve().relative_to(root))] = entry["method"]
+                key = str(target.resolve().relative_to(root))
             except ValueError:
-                sinks[str(target)] = entry["method"]
+                key = str(target)
+            sinks[key] = entry["method"]
+            if entry.get("asked") and redirected is not None:
+                redirected[entry["asked"]] = key
     warehouse = sandbox / WAREHOUSE
     if warehouse.is_dir():
         for table in sorted(warehouse.iterdir()):
@@ -258,7 +266,8 @@ def _compare_item(
         failed.generated_failed = original["ok"] and not generated["ok"]
         return failed
     a, b = original["sandbox"], generated["sandbox"]
-    sinks_a = recorded_sinks(original["record"], a)
+    redirected: dict[str, str] = {}
+    sinks_a = recorded_sinks(original["record"], a, redirected)
     sinks_b = recorded_sinks(generated["record"], b)
     differences: list[str] = []
     for only, side in (
@@ -277,7 +286,12 @@ def _compare_item(
             "the command line given with --args)"
         )
     return VerifyResult(
-        item.name, not differences, sorted(sinks_a.keys() | sinks_b.keys()), differences, sizes
+        item.name,
+        not differences,
+        sorted(sinks_a.keys() | sinks_b.keys()),
+        differences,
+        sizes,
+        redirected,
     )
 
 

@@ -142,7 +142,7 @@ class SinkRecorder:
         self.record = record
         self.outside = outside
 
-    def add(self, kind: str, target: str, method: str) -> None:
+    def add(self, kind: str, target: str, method: str, written_as: str = "") -> None:
         if kind == "path":
             local = OutsideWrites._local(target)
             if local is None:
@@ -151,7 +151,8 @@ class SinkRecorder:
                 return  # the pipeline's own storage (the IO manager), not a sink of the script
             target = str(local)
         with self.record.open("a", encoding="utf-8") as out:
-            out.write(json.dumps({"kind": kind, "target": target, "method": method}) + "\n")
+            entry = {"kind": kind, "target": target, "method": method, "asked": written_as}
+            out.write(json.dumps(entry) + "\n")
 
     def install(self) -> None:
         for name in sorted(WRITE_TERMINALS):
@@ -181,7 +182,7 @@ class SinkRecorder:
             result = method(self, *args, **kwargs)
             if isinstance(target, str | os.PathLike):
                 mapped = recorder.outside.target(str(target)) if kind == "path" else None
-                recorder.add(kind, mapped or str(target), name)
+                recorder.add(kind, mapped or str(target), name, str(target) if mapped else "")
             return result
 
         return recorded

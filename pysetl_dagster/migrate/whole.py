@@ -243,6 +243,16 @@ def layout(analysis: Analysis) -> Layout:
     return out
 
 
+def _uses_display(analysis: Analysis) -> bool:
+    """A notebook calling `display(...)` without defining it (the kernel provides it)."""
+    tree = ast.parse(analysis.module.code)
+    called = any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "display"
+        for n in ast.walk(tree)
+    )
+    return called and "display" not in _bound_names(tree)
+
+
 def _is_import(node: cst.BaseStatement) -> bool:
     return isinstance(node, cst.SimpleStatementLine) and all(
         isinstance(s, cst.Import | cst.ImportFrom) for s in node.body
@@ -375,6 +385,11 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
         "from pyspark.sql import DataFrame as _DataFrame",
         "",
         "from pysetl_dagster.migrate.runtime import active_spark, script_file, script_run",
+        *(
+            ["from pysetl_dagster.migrate.runtime import display  # what Jupyter provides"]
+            if _uses_display(analysis)
+            else []
+        ),
         "",
         f"SPARK_CONFIG: dict[str, str] = {dict(sorted(plan.spark_config.items()))!r}",
         "# The original script: its folder holds the modules it imports.",
@@ -401,7 +416,7 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
         "    class Config(dg.Config):",
         f'        """The command line of {source}."""',
         "",
-        f"        argv: list[str] = {list(argv)!r}",
+        f"        argv: list[str] = {list(argv)!r}  # noqa: RUF012 (pydantic copies it)",
         f'        """`sys.argv[1:]` of {source} (the command line given to the migration)."""',
         "",
         "    config: Any = Config()",
