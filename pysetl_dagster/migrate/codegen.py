@@ -146,7 +146,9 @@ class _Slots:
         return f"{key}()"
 
 
-def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, str]:
+def generate(
+    analysis: Analysis, package_dir: Path | None = None, argv: list[str] | None = None
+) -> dict[str, str]:
     """File name -> text of the generated package (`package_dir`: where it will live).
 
     Passes: the module header (docstring, imports, settings), the script's helpers and
@@ -156,7 +158,7 @@ def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, s
     plan = plan_config(analysis)
     units = [u for u in _ordered(analysis.units) if u.enabled]
     by_uid = {u.uid: u for u in analysis.units}
-    lines = _header(analysis, plan, slot, package_dir)
+    lines = _header(analysis, plan, slot, package_dir, argv)
     lines += _module_code(analysis, plan, slot)
     if plan.uses_command_line:
         lines += _command_line(plan, analysis, slot)
@@ -175,7 +177,11 @@ def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, s
 
 
 def _header(
-    analysis: Analysis, plan: ConfigPlan, slot: _Slots, package_dir: Path | None
+    analysis: Analysis,
+    plan: ConfigPlan,
+    slot: _Slots,
+    package_dir: Path | None,
+    argv: list[str] | None,
 ) -> list[str]:
     """Docstring (the script's own included), imports, `ARGS_ENV`, `SPARK_CONFIG`,
     `SCRIPT_FILE` and the stand-ins for module-level sessions."""
@@ -230,6 +236,8 @@ def _header(
         ")",
         "",
         f'ARGS_ENV = "{env}"',
+        "# The command line given to the migration (--args): the defaults when $ARGS_ENV is unset.",
+        f"SCRIPT_ARGV: list[str] = {list(argv or [])!r}",
         f"SPARK_CONFIG: dict[str, str] = {dict(sorted(analysis.spark_config.items()))!r}",
     ]
     if uses_script_file(analysis):
@@ -259,7 +267,7 @@ def _module_code(analysis: Analysis, plan: ConfigPlan, slot: _Slots) -> list[str
             return
         code = "".join(analysis.module.code_for_node(n) for n in run)
         if any(m in code for m in ARGV_MARKERS):
-            lines.append(f"with script_argv(ARGS_ENV, {source!r}):")
+            lines.append(f"with script_argv(ARGS_ENV, {source!r}, SCRIPT_ARGV):")
             lines.append("    " + slot(list(run)))
         else:
             lines.append(slot(list(run)))
@@ -306,12 +314,18 @@ def _definitions(analysis: Analysis, plan: ConfigPlan) -> str:
         "from pysetl_dagster import build_definitions, pysetl_pipeline\n\n"
         + (
             "from pysetl_dagster.migrate.runtime import script_args\n\n"
-            "from .pipeline import ARGS_ENV, SPARK_CONFIG, build_pipeline, factory_config\n\n"
+            "from .pipeline import (\n"
+            "    ARGS_ENV,\n"
+            "    SCRIPT_ARGV,\n"
+            "    SPARK_CONFIG,\n"
+            "    build_pipeline,\n"
+            "    factory_config,\n"
+            ")\n\n"
             "# Each Factory's Config defaults to the script's own values; a command line in\n"
             f"# ${env} changes those defaults (the Launchpad still edits them per run).\n"
             "pipeline = pysetl_pipeline(\n"
             f'    build_pipeline(), name="{analysis.name}", '
-            "factory_config=factory_config(script_args(ARGS_ENV))\n"
+            "factory_config=factory_config(script_args(ARGS_ENV, SCRIPT_ARGV))\n"
             ")\n"
             if plan.uses_command_line
             else "from .pipeline import SPARK_CONFIG, build_pipeline\n\n"

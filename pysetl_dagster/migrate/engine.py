@@ -293,7 +293,7 @@ def _render_package(
     files = (
         generate_whole(result.analysis, package_dir, result.argv)
         if whole
-        else generate(result.analysis, package_dir)
+        else generate(result.analysis, package_dir, result.argv)
     )
     for name, text in files.items():
         (package / name).write_text(text, encoding="utf-8")

@@ -41,17 +41,22 @@ def script_file(module: str, relative: str) -> str:
     return os.path.normpath(os.path.join(here, relative))
 
 
-def script_args(env_var: str) -> list[str]:
-    """The command line the original script would get, from `$env_var` (shell syntax)."""
-    return shlex.split(os.environ.get(env_var, ""))
+def script_args(env_var: str, default: list[str] | None = None) -> list[str]:
+    """The command line the original script would get: `$env_var` (shell syntax) when set,
+    else `default` (the command line given to the migration)."""
+    if env_var in os.environ:
+        return shlex.split(os.environ[env_var])
+    return list(default or [])
 
 
 @contextmanager
-def script_argv(env_var: str, script_name: str) -> Iterator[None]:
-    """Run the script's own argument handling (argparse, sys.argv) on `$env_var`'s arguments:
-    unset means the script's defaults."""
+def script_argv(
+    env_var: str, script_name: str, default: list[str] | None = None
+) -> Iterator[None]:
+    """Run the script's own argument handling (argparse, sys.argv) on `$env_var`'s arguments
+    (unset: `default`, the command line given to the migration)."""
     saved = sys.argv
-    sys.argv = [script_name, *script_args(env_var)]
+    sys.argv = [script_name, *script_args(env_var, default)]
     try:
         yield
     finally:

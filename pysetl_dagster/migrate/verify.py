@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,7 +99,6 @@ def _environment(workdir: Path) -> dict[str, str]:
         "".join(f"{k} {v}\n" for k, v in SPARK_DEFAULTS.items()), encoding="utf-8"
     )
     env = dict(os.environ)
-    env.pop("DAGSTER_HOME", None)  # an ephemeral instance: nothing outside the sandbox
     env["PYTHONPATH"] = os.pathsep.join(
         [str(hooks), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     )
@@ -122,6 +122,9 @@ def _commands(item: VerifyItem, workdir: Path, env: dict[str, str]) -> list[dict
         side_env = dict(env)
         side_env["PYSETL_VERIFY_SINKS"] = str(workdir / item.name / f"{side}.sinks.jsonl")
         side_env["PYSETL_DAGSTER_STORAGE"] = str(workdir / item.name / f"{side}-storage")
+        home = workdir / item.name / f"{side}-dagster-home"  # its own instance, kept here
+        home.mkdir(parents=True, exist_ok=True)
+        side_env["DAGSTER_HOME"] = str(home)
         if side == "original":
             script = item.script
             if script.suffix == ".ipynb":  # its code cells, magics commented out
@@ -208,11 +211,9 @@ def _tail(log: str, lines: int = 12) -> str:
         for ln in log.splitlines()
         if ln.strip() and " WARN " not in ln and " INFO " not in ln and "log4j" not in ln
     ]
-    error_at = max(
-        (i for i, ln in enumerate(kept) if "Error" in ln or "Exception" in ln), default=-1
-    )
-    if error_at >= 0:
-        kept = kept[: error_at + 1]
+    errors = [i for i, ln in enumerate(kept) if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+    if errors:  # the first exception raised is the cause; later ones are the unwinding
+        kept = kept[: errors[0] + 1]
     return "\n".join(kept[-lines:])[-1500:]
 
 

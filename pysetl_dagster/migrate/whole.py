@@ -316,13 +316,20 @@ class _RunTransform(cst.CSTTransformer):
 
     def leave_SimpleStatementLine(
         self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
-    ) -> cst.SimpleStatementLine:
+    ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
         kept = [s for s in updated_node.body if not _is_stop(s)]
         if len(kept) == len(updated_node.body):
             return updated_node
         if not kept:
-            kept = [cst.Pass()]
+            return cst.RemoveFromParent()
         return updated_node.with_changes(body=kept)
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        if updated_node.body:
+            return updated_node
+        return updated_node.with_changes(body=[cst.SimpleStatementLine(body=[cst.Pass()])])
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         func = updated_node.func
