@@ -40,7 +40,7 @@ def render_report(result: FileResult) -> str:
         lines += [
             f"Generated package `{result.name}` (`{result.name}/pipeline.py`, "
             f"`{result.name}/definitions.py`): **one Factory** running the whole script "
-            f"(`run_script()`: its module code and `__main__` block, in order), because "
+            f"(`_run_script()`: its module code and `__main__` block, in order), because "
             f"{result.why_whole}.",
             "",
             "Its functions, classes, imports and constants stay module level, verbatim; "

@@ -184,14 +184,15 @@ def verify_one(
         )
         procs.append((run, log, proc))
     outcomes: dict[str, dict[str, Any]] = {}
-    for run, log, proc in procs:
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code = -9
-        log.close()
+    try:
+        codes = [_wait(proc, timeout) for _, _, proc in procs]
+    finally:  # interrupted: no run outlives the migration
+        for _, log, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+    for (run, _, _), code in zip(procs, codes, strict=True):
         text = run["log"].read_text(errors="replace")
         outcomes[run["side"]] = {
             "ok": code == 0,
@@ -202,6 +203,15 @@ def verify_one(
     result = _compare_item(item, outcomes["original"], outcomes["generated"])
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return -9
 
 
 def _tail(log: str, lines: int = 12) -> str:

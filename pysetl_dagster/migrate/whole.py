@@ -95,6 +95,16 @@ def local_module_names(script_dir: Path) -> set[str]:
     return names
 
 
+def _installed(root: str) -> bool:
+    """Whether the migration's Python finds the top-level module `root` (found, not run)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(root) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _imported_roots(tree: ast.Module) -> set[str]:
     roots: set[str] = set()
     for node in tree.body:
@@ -217,7 +227,8 @@ def layout(analysis: Analysis) -> Layout:
             roots = _imported_roots(tree)
             if roots == {"__future__"}:
                 out.future.append(node)
-            elif roots & (local | {"."}):
+            elif roots & (local | {"."}) or not all(_installed(r) for r in roots):
+                # the project's own modules (found from the script's folder when it runs)
                 out.local_modules += sorted(roots & (local | {"."}))
                 out.flow.append(node)
             else:
@@ -311,7 +322,7 @@ class _RunTransform(cst.CSTTransformer):
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
         if self.script_file and updated_node.value == "__file__":
-            return updated_node.with_changes(value="SCRIPT_FILE")
+            return updated_node.with_changes(value="_SCRIPT_FILE")
         return updated_node
 
     def leave_SimpleStatementLine(
@@ -382,25 +393,31 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
     ]
     if plan.future:
         lines.append(slot(plan.future))
-    lines += ["from typing import Any", "", "import dagster as dg"]
+    lines += ["from typing import Any as _Any", "", "import dagster as _dg"]
     imports = [n for n in plan.module if _is_import(n)]
     rest = [n for n in plan.module if not _is_import(n)]
     if imports:
         lines.append(slot(imports))
     lines += [
-        "from pysetl.workflow import Factory, Pipeline, Stage",
+        "from pysetl.workflow import Factory as _Factory",
+        "from pysetl.workflow import Pipeline as _Pipeline",
+        "from pysetl.workflow import Stage as _Stage",
         "from pyspark.sql import DataFrame as _DataFrame",
         "",
-        "from pysetl_dagster.migrate.runtime import active_spark, script_file, script_run",
+        "from pysetl_dagster.migrate.runtime import active_spark as _active_spark",
+        "from pysetl_dagster.migrate.runtime import script_file as _script_file",
+        "from pysetl_dagster.migrate.runtime import script_run as _script_run",
         *(
             ["from pysetl_dagster.migrate.runtime import display  # what Jupyter provides"]
             if _uses_display(analysis)
             else []
         ),
         "",
-        f"SPARK_CONFIG: dict[str, str] = {dict(sorted(plan.spark_config.items()))!r}",
+        "# Generated names start with `_`: the script's own names (say `Pipeline` from",
+        "# pyspark.ml) never clash with them.",
+        f"_SPARK_CONFIG: dict[str, str] = {dict(sorted(plan.spark_config.items()))!r}",
         "# The original script: its folder holds the modules it imports.",
-        script_file_line(analysis.path, package_dir),
+        "_" + script_file_line(analysis.path, package_dir).replace("script_file(", "_script_file("),
         "",
     ]
     if rest:
@@ -408,7 +425,7 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
     lines += [
         "",
         "",
-        "def run_script() -> None:",
+        "def _run_script() -> None:",
         f'    """{source}: its module code and `__main__` block, in order."""',
     ]
     if plan.globals_:
@@ -417,16 +434,16 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
     lines += [
         "",
         "",
-        f"class {name}(Factory[_DataFrame]):",
+        f"class {name}(_Factory[_DataFrame]):",
         f'    """Runs {source} as `python {source} ARGV` would, on the run\'s SparkSession."""',
         "",
-        "    class Config(dg.Config):",
+        "    class Config(_dg.Config):",
         f'        """The command line of {source}."""',
         "",
         f"        argv: list[str] = {list(argv)!r}  # noqa: RUF012 (pydantic copies it)",
         f'        """`sys.argv[1:]` of {source} (the command line given to the migration)."""',
         "",
-        "    config: Any = Config()",
+        "    config: _Any = Config()",
         "",
         "    def __init__(self) -> None:",
         "        super().__init__()",
@@ -436,9 +453,9 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
         "        return self",
         "",
         f'    def process(self) -> "{name}":',
-        "        with script_run(SCRIPT_FILE, list(self.config.argv)):",
-        "            run_script()",
-        '        self.output = active_spark().createDataFrame([], "written boolean")',
+        "        with _script_run(_SCRIPT_FILE, list(self.config.argv)):",
+        "            _run_script()",
+        '        self.output = _active_spark().createDataFrame([], "written boolean")',
         "        return self",
         "",
         f'    def write(self) -> "{name}":',
@@ -448,9 +465,9 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
         "        return self.output",
         "",
         "",
-        "def build_pipeline() -> Pipeline:",
+        "def _build_pipeline() -> _Pipeline:",
         f'    """{source} as one Stage of one Factory."""',
-        f"    return Pipeline().add_stage(Stage().add_factory({name}()))",
+        f"    return _Pipeline().add_stage(_Stage().add_factory({name}()))",
     ]
     skeleton = "\n".join(lines) + "\n"
     filled = cst.parse_module(skeleton).visit(_Fill(bodies))
@@ -460,9 +477,9 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
         f"    dagster dev -m {analysis.name}.definitions\n"
         '"""\n\n'
         "from pysetl_dagster import build_definitions, pysetl_pipeline\n\n"
-        "from .pipeline import SPARK_CONFIG, build_pipeline\n\n"
-        f'pipeline = pysetl_pipeline(build_pipeline(), name="{analysis.name}")\n'
-        "defs = build_definitions(pipeline, spark_config=SPARK_CONFIG)\n"
+        "from .pipeline import _SPARK_CONFIG, _build_pipeline\n\n"
+        f'pipeline = pysetl_pipeline(_build_pipeline(), name="{analysis.name}")\n'
+        "defs = build_definitions(pipeline, spark_config=_SPARK_CONFIG)\n"
     )
     return {
         "__init__.py": f'"""Pipeline migrated from `{source}`."""\n',
