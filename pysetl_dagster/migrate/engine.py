@@ -42,13 +42,23 @@ def discover(source: Path) -> list[Path]:
         if source.suffix not in (".py", ".ipynb"):
             raise MigrationError(f"{source} is neither a .py script nor a .ipynb notebook")
         return [source]
-    return sorted(
-        p
-        for p in source.rglob("*")
-        if p.suffix in (".py", ".ipynb")
-        and p.is_file()
-        and not any(part.startswith(".") or part == "__pycache__" for part in p.parts)
-    )
+    import os
+
+    found: list[Path] = []
+    seen: set[str] = set()  # real folders: a link cycle is walked once
+    for folder, dirs, files in os.walk(source, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        found += [
+            Path(folder) / f
+            for f in files
+            if f.endswith((".py", ".ipynb")) and not f.startswith(".")
+        ]
+    return sorted(found)
 
 
 def load_source(path: Path) -> tuple[str, dict[int, str], list[str]]:
