@@ -156,7 +156,8 @@ def test_generated_definitions_load(
     defs = module.defs
     assert isinstance(defs, Definitions)
     job = defs.resolve_job_def(f"{name}_assets")
-    factories = (out / name / "pipeline.py").read_text().count("(Factory[_DataFrame]):")
+    code = (out / name / "pipeline.py").read_text()
+    factories = code.count("(Factory[_DataFrame]):") + code.count("(_Factory[_DataFrame]):")
     assert factories == FACTORIES[name]
     assert len(list(job.asset_layer.executable_asset_keys)) == factories
 
