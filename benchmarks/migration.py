@@ -40,6 +40,7 @@ CORPUS = Path(__file__).resolve().parent.parent / "tests" / "migrate_corpus"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--parallel", type=int, default=2, help="files verified at a time")
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pysetl-migrate-bench-") as tmp:
@@ -52,7 +53,7 @@ def main() -> None:
             render(r, scratch, out)
         write_outputs(out, all_files(results), force=False)
         analysed_s = time.perf_counter() - start
-        verify_results(results, out, Path(tmp) / "verify")
+        verify_results(results, out, Path(tmp) / "verify", parallel=args.parallel)
     for r in results:
         print(f"{r.source.name:<28} {r.verdict()}")
     migrated = [r for r in results if r.migratable]
