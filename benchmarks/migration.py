@@ -53,7 +53,18 @@ def main() -> None:
             render(r, scratch, out)
         write_outputs(out, all_files(results), force=False)
         analysed_s = time.perf_counter() - start
-        verify_results(results, out, Path(tmp) / "verify", parallel=args.parallel)
+        verify_results(
+            results,
+            out,
+            Path(tmp) / "verify",
+            parallel=args.parallel,
+            on_done=lambda r: print(
+                f"verified {r.source.name}: {r.verdict()[:200]} "
+                f"({r.verify.seconds if r.verify else 0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            ),
+        )
     for r in results:
         print(f"{r.source.name:<28} {r.verdict()}")
     migrated = [r for r in results if r.migratable]
