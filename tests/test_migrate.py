@@ -42,6 +42,7 @@ FACTORIES = {
     "hive_tables": 4,
     "insert_into_table": 2,
     "joins_three_sources": 7,
+    "late_defaults": 1,
     "json_config": 4,
     "linear_orders": 3,
     "loop_union_files": 2,

@@ -153,6 +153,12 @@ def _choose(result: FileResult, analysis: Analysis, code: str) -> None:
         result.findings = scan(tree, whole_script=False)
         return
     why = _why_whole(analysis, tree, plan.local_modules)
+    printed = [f for f in scan(tree, whole_script=False) if f.kind == "print of data"]
+    if not why and printed:
+        why = (
+            f"{analysis.where(printed[0].line)}: `{printed[0].code}` prints collected data, "
+            "the script's output: the split would drop it"
+        )
     if why:
         result.go_whole(why)
     result.findings = scan(
@@ -179,6 +185,16 @@ def _why_whole(analysis: Analysis, tree: object, local_modules: list[str]) -> st
                 return f"line {node.lineno}: a dynamic import ({func})"
             if func.split(".")[-1] in {"SparkContext", "SQLContext", "HiveContext"}:
                 return f"line {node.lineno}: the script creates a {func.split('.')[-1]}"
+    import libcst as cst
+
+    for st in analysis.statements:
+        if st.kind == "session" and not isinstance(st.node, cst.SimpleStatementLine):
+            return (
+                f"{analysis.span(st)}: the session is built inside a block with other code "
+                "(the split would drop the block with the builder)"
+            )
+    if not any(u.is_sink for u in analysis.units if u.enabled):
+        return "the split found no write among the statements it follows"
     order_issue = _prelude_after_data(analysis)
     if order_issue:
         return order_issue

@@ -50,9 +50,7 @@ def script_args(env_var: str, default: list[str] | None = None) -> list[str]:
 
 
 @contextmanager
-def script_argv(
-    env_var: str, script_name: str, default: list[str] | None = None
-) -> Iterator[None]:
+def script_argv(env_var: str, script_name: str, default: list[str] | None = None) -> Iterator[None]:
     """Run the script's own argument handling (argparse, sys.argv) on `$env_var`'s arguments
     (unset: `default`, the command line given to the migration)."""
     saved = sys.argv

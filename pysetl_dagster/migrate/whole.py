@@ -205,7 +205,11 @@ def _is_constant(tree: ast.Module, known: set[str], types: set[str]) -> bool:
 
 
 def layout(analysis: Analysis) -> Layout:
-    """Split the script's top-level statements into module level and `run_script()`."""
+    """Split the script's top-level statements into module level and `_run_script()`.
+
+    A function or class whose definition reads a name only the flow binds (a default
+    argument, a decorator, a class attribute computed from a config the flow loads) moves
+    into the flow too, in its place: importing the package never evaluates it early."""
     out = Layout()
     module = analysis.module
     local = local_module_names(analysis.path.parent)
@@ -214,44 +218,100 @@ def layout(analysis: Analysis) -> Layout:
     body: list[cst.BaseStatement] = list(module.body)
     if body and _is_docstring(body[0]):
         body = body[1:]
+    placed: list[tuple[cst.BaseStatement, str]] = []  # (node, "future" | "module" | "flow")
     for node in body:
         tree = _ast(node)
         if _is_main_guard(node):
             assert isinstance(node, cst.If)
             inner = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
-            out.flow.extend(inner)  # type: ignore[arg-type]
+            placed += [(n, "flow") for n in inner]  # type: ignore[misc]
             continue
         if isinstance(node, cst.SimpleStatementLine) and all(
             isinstance(s, cst.Import | cst.ImportFrom) for s in node.body
         ):
             roots = _imported_roots(tree)
             if roots == {"__future__"}:
-                out.future.append(node)
+                placed.append((node, "future"))
             elif roots & (local | {"."}) or not all(_installed(r) for r in roots):
                 # the project's own modules (found from the script's folder when it runs)
                 out.local_modules += sorted(roots & (local | {"."}))
-                out.flow.append(node)
+                placed.append((node, "flow"))
             else:
-                out.module.append(node)
+                placed.append((node, "module"))
                 known |= _bound_names(tree)
             continue
         if isinstance(node, cst.FunctionDef | cst.ClassDef):
-            out.module.append(node)
+            placed.append((node, "module"))
             known |= _bound_names(tree)
             continue
         if tree.body and all(isinstance(s, ast.Global) for s in tree.body):
-            continue  # a no-op at module level; run_script() declares its names global
+            continue  # a no-op at module level; _run_script() declares its names global
         if isinstance(node, cst.SimpleStatementLine) and _is_constant(tree, known, types):
-            out.module.append(node)
+            placed.append((node, "module"))
             known |= _bound_names(tree)
             continue
-        out.flow.append(node)
+        placed.append((node, "flow"))
+    placed = _settle(placed)
+    out.future = [n for n, where in placed if where == "future"]
+    out.module = [n for n, where in placed if where == "module"]
+    out.flow = [n for n, where in placed if where == "flow"]
     flow_names: set[str] = set()
     for node in out.flow:
         flow_names |= _bound_names(_ast(node))
     out.globals_ = sorted(flow_names)
     out.spark_config = session_config(ast.parse(module.code))
     return out
+
+
+def _definition_reads(tree: ast.Module) -> set[str]:
+    """Names a `def`/`class` statement reads when it runs (decorators, defaults, bases,
+    the class body outside its methods), not what its functions read when called."""
+    reads: set[str] = set()
+    for stmt in tree.body:
+        roots: list[ast.AST] = []
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            roots += [*stmt.decorator_list, *stmt.args.defaults]
+            roots += [d for d in stmt.args.kw_defaults if d is not None]
+        elif isinstance(stmt, ast.ClassDef):
+            roots += [*stmt.decorator_list, *stmt.bases, *(k.value for k in stmt.keywords)]
+            for inner in stmt.body:
+                if isinstance(inner, ast.FunctionDef | ast.AsyncFunctionDef):
+                    roots += [*inner.decorator_list, *inner.args.defaults]
+                elif not isinstance(inner, ast.ClassDef):
+                    roots.append(inner)
+        else:
+            roots.append(stmt)
+        for root in roots:
+            reads |= {
+                n.id
+                for n in ast.walk(root)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
+    return reads
+
+
+def _settle(placed: list[tuple[cst.BaseStatement, str]]) -> list[tuple[cst.BaseStatement, str]]:
+    """Move module-level definitions that read flow-only names into the flow (fixpoint)."""
+    changed = True
+    while changed:
+        changed = False
+        flow_names: set[str] = set()
+        for node, where in placed:
+            if where == "flow":
+                flow_names |= _bound_names(_ast(node))
+        module_names: set[str] = set()
+        for node, where in placed:
+            if where == "module":
+                module_names |= _bound_names(_ast(node))
+        for i, (node, where) in enumerate(placed):
+            if where != "module" or _is_import(node):
+                continue
+            late = _definition_reads(_ast(node)) & (flow_names - module_names)
+            if late:
+                placed[i] = (node, "flow")
+                changed = True
+                break
+    return placed
 
 
 def _uses_display(analysis: Analysis) -> bool:
@@ -311,6 +371,27 @@ def session_config(tree: ast.Module) -> dict[str, str]:
     config.pop("spark.master", None)
     config.pop("spark.app.name", None)
     return config
+
+
+class _AsMain(cst.CSTTransformer):
+    """`__name__` in the flow is `"__main__"`, as when the script runs (a guard written
+    another way, `logging.getLogger(__name__)`); `f.__name__` and keywords stay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keep: set[int] = set()
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.keep.add(id(node.attr))
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if node.keyword is not None:
+            self.keep.add(id(node.keyword))
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
+        if updated_node.value == "__name__" and id(original_node) not in self.keep:
+            return cst.SimpleString('"__main__"')
+        return updated_node
 
 
 class _RunTransform(cst.CSTTransformer):
@@ -430,7 +511,8 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
     ]
     if plan.globals_:
         lines.append(f"    global {', '.join(plan.globals_)}")
-    lines.append("    " + (slot(plan.flow) if plan.flow else "pass"))
+    flow = [node.visit(_AsMain()) for node in plan.flow]
+    lines.append("    " + (slot(flow) if flow else "pass"))  # type: ignore[arg-type]
     lines += [
         "",
         "",
