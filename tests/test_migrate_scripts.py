@@ -29,7 +29,6 @@ VERIFIED = [
     "dynamic_overwrite",  # partitionOverwriteMode=dynamic: no _SUCCESS
     "hive_tables",  # enableHiveSupport + saveAsTable into a database of the local warehouse
     "pandas_csv_sink",  # toPandas().to_csv
-    "notebook_findspark",  # shell cells, findspark, a toPandas() display, %%time
 ]
 
 
@@ -57,7 +56,7 @@ def verified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
     source = _link_folder(tmp / "scripts", VERIFIED)
     (source / "driver_project").symlink_to(CORPUS / "driver_project", target_is_directory=True)
     out = tmp / "out"
-    code, printed = _cli(str(source), "--out", str(out), "--verify")
+    code, printed = _cli(str(source), "--out", str(out), "--verify", "--parallel", "4")
     return out, code, printed
 
 

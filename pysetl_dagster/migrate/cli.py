@@ -50,6 +50,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument("--interactive", action="store_true", help="review units before writing")
     cmd.add_argument("--inputs", help="folder the scripts' relative paths resolve in (verify)")
     cmd.add_argument(
+        "--parallel", type=int, default=2, help="files verified at a time (two processes each)"
+    )
+    cmd.add_argument(
         "--args",
         default="",
         help="command line for every script; its pipeline gets it as Config defaults (verify)",
@@ -120,6 +123,7 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
                     inputs_dir=Path(args.inputs) if args.inputs else None,
                     argv=argv,
                     scratch=Path(scratch),
+                    parallel=args.parallel,
                     on_done=lambda _: progress.advance(task),
                 )
             files = all_files(results)
