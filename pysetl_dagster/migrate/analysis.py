@@ -552,6 +552,8 @@ def _mark_sessions(
                 module_spark_names |= stores
             for call in _calls(tree):
                 chain = _attr_chain(call)
+                if chain[-1:] == ["enableHiveSupport"]:
+                    spark_config["spark.sql.catalogImplementation"] = "hive"
                 if chain[-1:] == ["config"] and len(call.args) == 2:
                     key = _const_str(call.args[0])
                     value = call.args[1]
