@@ -23,45 +23,72 @@ from pysetl_dagster.migrate.codegen import ruff_executable
 
 CORPUS = Path(__file__).parent / "migrate_corpus"
 # Each migratable file and the Factories its proposal has (pinned: a change is deliberate).
+# 1: the whole script as one Factory (entry code, session helpers, scopes the split would
+# break, driver-side rows); the report says why.
 FACTORIES = {
+    "accumulator_loop": 1,
     "argparse_paths": 4,
     "class_job": 1,
+    "class_runner_main": 1,
     "clean_customers": 3,
+    "collect_midway": 1,
+    "config_global_functions": 1,
+    "configparser_top": 1,
+    "dynamic_overwrite": 3,
     "etl_functions": 3,
     "fixed_config_file": 3,
+    "global_counter": 1,
+    "guard_inline_stop": 2,
+    "hive_tables": 4,
+    "insert_into_table": 2,
     "joins_three_sources": 7,
+    "late_defaults": 1,
     "json_config": 4,
     "linear_orders": 3,
     "loop_union_files": 2,
+    "main": 1,
     "main_argv_exit": 4,
+    "main_spark_param": 1,
+    "notebook_findspark": 1,
     "notebook_sales": 4,
+    "orc_text_outputs": 5,
+    "pandas_csv_sink": 1,
+    "pandas_driver_loop": 1,
     "partitioned_write": 3,
+    "rdd_wordcount": 3,
     "reassign_chain": 7,
     "script_dir_paths": 3,
     "sql_temp_views": 3,
+    "sqlcontext_legacy": 1,
     "star_import_logging": 3,
+    "start_spark_helper": 1,
+    "sysargv_index": 2,
     "sysargv_script": 3,
     "udf_categories": 4,
+    "udf_register_sql": 3,
     "warehouse_tables": 3,
     "window_ranking": 5,
     "yaml_config": 3,
 }
 MIGRATABLE = sorted(FACTORIES)
 REPORTED = {
-    "collect_midway": "collect()",
-    "pandas_driver_loop": "toPandas()",
     "streaming_events": "streaming query (readStream)",
+    "printed_collect": "no sink",
+    "notebook_show_only": "no sink",
+    "job_module_only": "no entry point",
 }
+MODULES = {"__init__", "orders_summary", "customer_countries"}  # driver_project/jobs
 
 
 @pytest.fixture(scope="module")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """The whole corpus through the real command line (verification: test_migrate_scripts)."""
     out = tmp_path_factory.mktemp("migrated")
     buffer = io.StringIO()
     import contextlib
 
     with contextlib.redirect_stdout(buffer):
-        code = main(["migrate", str(CORPUS), "--out", str(out), "--verify"])
+        code = main(["migrate", str(CORPUS), "--out", str(out)])
     return out, code, buffer.getvalue()
 
 
@@ -76,25 +103,30 @@ def _parse(argv: list[str]) -> object:
 
 
 def test_corpus_has_the_styles_the_issue_lists() -> None:
-    sources = sorted(p.stem for p in CORPUS.iterdir() if p.suffix in (".py", ".ipynb"))
-    assert len(sources) >= 15
-    assert set(MIGRATABLE) | set(REPORTED) | {"broken_syntax"} == set(sources)
+    sources = sorted(p.stem for p in CORPUS.rglob("*") if p.suffix in (".py", ".ipynb"))
+    assert len(sources) >= 40
+    assert set(MIGRATABLE) | set(REPORTED) | MODULES | {"broken_syntax"} == set(sources)
 
 
-def test_whole_corpus_migrates_and_verifies(migrated: tuple[Path, int, str]) -> None:
+def test_whole_corpus_migrates_and_reported_files_fail_the_command(
+    migrated: tuple[Path, int, str],
+) -> None:
     out, code, printed = migrated
-    assert code == 0, printed
+    assert code == 1, printed  # reported files and a syntax error: a CI job notices
     summary = (out / "SUMMARY.md").read_text()
-    assert summary.count("verified: equal") == len(MIGRATABLE), summary
-    assert "DIFFERENT" not in summary
+    assert summary.count("not verified (run with --verify)") == len(MIGRATABLE), summary
+    assert summary.count("| not migrated: ") == len(REPORTED), summary
+    assert summary.count("not migrated on its own") == len(MODULES), summary
 
 
 @pytest.mark.parametrize("name", MIGRATABLE)
-def test_generated_pipeline_is_verified_equal(migrated: tuple[Path, int, str], name: str) -> None:
+def test_report_says_where_each_line_went(migrated: tuple[Path, int, str], name: str) -> None:
     out, _, _ = migrated
     report = (out / "reports" / f"{name}.md").read_text()
-    assert "**Equal**" in report, report
-    assert "| Lines | Factory |" in report
+    if FACTORIES[name] == 1 and "**one Factory**" in report:
+        assert "because " in report and "run_script()" in report
+    else:
+        assert "| Lines | Factory |" in report, report
 
 
 @pytest.mark.parametrize("name", MIGRATABLE)
@@ -125,7 +157,8 @@ def test_generated_definitions_load(
     defs = module.defs
     assert isinstance(defs, Definitions)
     job = defs.resolve_job_def(f"{name}_assets")
-    factories = (out / name / "pipeline.py").read_text().count("(Factory[_DataFrame]):")
+    code = (out / name / "pipeline.py").read_text()
+    factories = code.count("(Factory[_DataFrame]):") + code.count("(_Factory[_DataFrame]):")
     assert factories == FACTORIES[name]
     assert len(list(job.asset_layer.executable_asset_keys)) == factories
 
@@ -137,7 +170,7 @@ def test_driver_side_code_is_reported_not_migrated(
     out, _, _ = migrated
     report = (out / "reports" / f"{name}.md").read_text()
     assert "**Not migrated**" in report
-    assert construct in report and "| line " in report
+    assert construct in report and ("| line " in report or "| the whole file |" in report)
     assert not (out / name).exists()
 
 

@@ -311,79 +311,174 @@ def _is_main_guard(node: cst.BaseStatement) -> bool:
     return test in ('__name__=="__main__"', '"__main__"==__name__')
 
 
+@dataclass
+class _Flow:
+    """The script's entry: its functions, the flow's statements in order, and the entry
+    point the `__main__` block calls (its parameters bound from the call)."""
+
+    functions: dict[str, cst.FunctionDef] = field(default_factory=dict)
+    function_ast: dict[str, ast.FunctionDef] = field(default_factory=dict)
+    nodes: list[tuple[cst.BaseStatement, bool]] = field(default_factory=list)
+    synthetic_lines: dict[int, int] = field(default_factory=dict)  # id(node) -> call line
+    entry: str | None = None
+
+
 def analyze(
     path: Path, text: str | None = None, line_map: dict[int, str] | None = None
 ) -> Analysis:
-    """Analyse one script (or a notebook's code already joined into one script)."""
+    """Analyse one script (or a notebook's code already joined into one script).
+
+    Passes, in order: find the entry point and the flow (`_entry_flow`); sort the module's
+    statements into imports, helpers and flow (`_module_parts`); find helpers that read or
+    write (`_io_helpers`); mark the session statements (`_mark_sessions`); close the set of
+    data statements over the names they share (`_mark_data`); classify each data statement
+    (`_classify`); note what is dropped or moved (`_flow_notes`); group units.
+    """
     text = path.read_text(encoding="utf-8") if text is None else text
     src = _Source(path, text)
     module = src.module
     problems: list[Problem] = []
     notes: list[str] = []
-    imports: list[cst.BaseStatement] = []
-    helpers: list[tuple[str, cst.BaseStatement]] = []
-    functions: dict[str, cst.FunctionDef] = {}
-    function_ast: dict[str, ast.FunctionDef] = {}
-    flow_nodes: list[tuple[cst.BaseStatement, bool]] = []
-    synthetic_lines: dict[int, int] = {}  # id(node) -> line: parameters bound from the call
-    entry: str | None = None
+    flow = _entry_flow(src, line_map, problems, notes)
+    imports, helpers, top = _module_parts(module, flow.entry)
+    guard_rest = [(n, t) for n, t in flow.nodes if t]
+    entry_flow = [(n, t) for n, t in flow.nodes if not t]
+    # Source order: module statements, then the entry point's body, then the rest of the guard.
+    ordered = top + entry_flow + guard_rest
+    statements = [
+        src.statement(n, i, t, flow.synthetic_lines.get(id(n))) for i, (n, t) in enumerate(ordered)
+    ]
+    imports = _explicit_star_imports(imports, src, notes, line_map)
+    spark_imports = _pyspark_names(imports, module)
+    writes_in, reads_in = _io_helpers(src, flow, problems, notes)
+    spark_config: dict[str, str] = {}
+    spark_names: set[str] = set()
+    module_spark_names: set[str] = set()
+    views = _mark_sessions(statements, spark_config, spark_names, module_spark_names)
+    data = _mark_data(statements, spark_names, writes_in, reads_in, spark_imports)
+    defined_views: list[str] = []
+    for st in statements:
+        if st.kind == "data":
+            tree = parse_statement(st.code)
+            _classify(st, tree, data, spark_names, writes_in, views, defined_views, problems)
+    argv_prelude = any(
+        re.search(r"\bsys\.argv\b|parse_args\(|getopt", st.code)
+        for st in statements
+        if st.kind == "prelude"
+    )
+    _flow_notes(statements, spark_config, line_map, notes)
+    units = propose_units(statements, spark_names) if not problems else []
+    main_prelude = [s for s in statements if s.kind == "prelude" and not s.top_level]
+    helpers += [("prelude", s.node) for s in statements if s.kind == "prelude" and s.top_level]
+    helpers.sort(key=lambda item: src.positions[item[1]].start.line)
+    return Analysis(
+        path=path,
+        name=identifier(path.stem),
+        module=module,
+        imports=imports,
+        helpers=helpers,
+        main_prelude=main_prelude,
+        statements=statements,
+        units=units,
+        spark_names=spark_names,
+        module_spark_names=module_spark_names,
+        spark_config=spark_config,
+        config=_config_of(text),
+        problems=problems,
+        notes=notes,
+        line_map=line_map or {},
+        argv_prelude=argv_prelude,
+    )
 
+
+def _entry_flow(
+    src: _Source, line_map: dict[int, str] | None, problems: list[Problem], notes: list[str]
+) -> _Flow:
+    """Pass 1: the functions, and the `__main__` block's statements; the entry point it
+    calls contributes its body (parameters bound from the call, a final `return` dropped)."""
+    module = src.module
+    flow = _Flow()
     for node in module.body:
         if isinstance(node, cst.FunctionDef):
-            functions[node.name.value] = node
-            function_ast[node.name.value] = parse_statement(module.code_for_node(node)).body[0]  # type: ignore[assignment]
+            flow.functions[node.name.value] = node
+            parsed = parse_statement(module.code_for_node(node)).body[0]
+            assert isinstance(parsed, ast.FunctionDef)
+            flow.function_ast[node.name.value] = parsed
         elif _is_main_guard(node):
             assert isinstance(node, cst.If)
             body = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
             for inner in body:
                 tree = parse_statement(module.code_for_node(inner))
-                call = _entry_call(tree.body[0] if tree.body else None, functions)
-                if call is not None and entry is None:
-                    assert isinstance(call.func, ast.Name)
-                    entry = call.func.id
-                    line = src.positions[inner].start.line
-                    fn = functions[entry]
-                    bound, why = _bind_entry_args(call, function_ast[entry])
-                    if why:
-                        problems.append(
-                            Problem(
-                                line,
-                                f"the entry point {entry}(...) is called with {why}",
-                                "call it with plain arguments and read argv/config inside it",
-                            )
-                        )
-                    for code in bound:
-                        node = cst.parse_statement(code + "\n")
-                        synthetic_lines[id(node)] = line
-                        flow_nodes.append((node, False))
-                    fn_body = list(fn.body.body if isinstance(fn.body, cst.IndentedBlock) else [])
-                    last = parse_statement(module.code_for_node(fn_body[-1])) if fn_body else None
-                    if last is not None and last.body and isinstance(last.body[0], ast.Return):
-                        notes.append(
-                            f"{_pos(line_map, src.positions[fn_body[-1]].start.line)}: what "
-                            f"{entry}() returns (its exit status) is dropped: a run succeeds or "
-                            "fails instead"
-                        )
-                        fn_body = fn_body[:-1]
-                    for s in fn_body:
-                        if any(
-                            isinstance(n, ast.Return)
-                            for n in _walk_flow(parse_statement(module.code_for_node(s)))
-                        ):
-                            problems.append(
-                                Problem(
-                                    src.positions[s].start.line,
-                                    f"{entry}() returns early",
-                                    "let the flow run to the end (move the condition into "
-                                    "the DataFrame logic or before the pipeline)",
-                                )
-                            )
-                    flow_nodes.extend((s, False) for s in fn_body)
+                call = _entry_call(tree.body[0] if tree.body else None, flow.functions)
+                if call is not None and flow.entry is None:
+                    _enter(src, flow, call, inner, line_map, problems, notes)
                 else:
-                    flow_nodes.append((inner, True))
+                    flow.nodes.append((inner, True))
+    return flow
 
-    guard_rest = [(n, t) for n, t in flow_nodes if t]
-    entry_flow = [(n, t) for n, t in flow_nodes if not t]
+
+def _enter(
+    src: _Source,
+    flow: _Flow,
+    call: ast.Call,
+    inner: cst.BaseStatement,
+    line_map: dict[int, str] | None,
+    problems: list[Problem],
+    notes: list[str],
+) -> None:
+    """The entry point's body joins the flow (see `_entry_flow`)."""
+    module = src.module
+    assert isinstance(call.func, ast.Name)
+    entry = flow.entry = call.func.id
+    line = src.positions[inner].start.line
+    fn = flow.functions[entry]
+    bound, why = _bind_entry_args(call, flow.function_ast[entry])
+    if why:
+        problems.append(
+            Problem(
+                line,
+                f"the entry point {entry}(...) is called with {why}",
+                "call it with plain arguments and read argv/config inside it",
+            )
+        )
+    for code in bound:
+        node = cst.parse_statement(code + "\n")
+        flow.synthetic_lines[id(node)] = line
+        flow.nodes.append((node, False))
+    fn_body = list(fn.body.body if isinstance(fn.body, cst.IndentedBlock) else [])
+    last = parse_statement(module.code_for_node(fn_body[-1])) if fn_body else None
+    if last is not None and last.body and isinstance(last.body[0], ast.Return):
+        notes.append(
+            f"{_pos(line_map, src.positions[fn_body[-1]].start.line)}: what "
+            f"{entry}() returns (its exit status) is dropped: a run succeeds or "
+            "fails instead"
+        )
+        fn_body = fn_body[:-1]
+    for s in fn_body:
+        if any(
+            isinstance(n, ast.Return) for n in _walk_flow(parse_statement(module.code_for_node(s)))
+        ):
+            problems.append(
+                Problem(
+                    src.positions[s].start.line,
+                    f"{entry}() returns early",
+                    "let the flow run to the end (move the condition into "
+                    "the DataFrame logic or before the pipeline)",
+                )
+            )
+    flow.nodes.extend((s, False) for s in fn_body)
+
+
+def _module_parts(
+    module: cst.Module, entry: str | None
+) -> tuple[
+    list[cst.BaseStatement],
+    list[tuple[str, cst.BaseStatement]],
+    list[tuple[cst.BaseStatement, bool]],
+]:
+    """Pass 2: (imports, helper functions and classes, the other top-level statements)."""
+    imports: list[cst.BaseStatement] = []
+    helpers: list[tuple[str, cst.BaseStatement]] = []
     top: list[tuple[cst.BaseStatement, bool]] = []
     for node in module.body:
         if isinstance(node, cst.SimpleStatementLine) and all(
@@ -397,45 +492,36 @@ def analyze(
             helpers.append(("def", node))
         elif not _is_main_guard(node):
             top.append((node, True))
-    # Source order: module statements, then the entry point's body, then the rest of the guard.
-    ordered = top + entry_flow + guard_rest
+    return imports, helpers, top
 
-    statements = [
-        src.statement(n, i, t, synthetic_lines.get(id(n))) for i, (n, t) in enumerate(ordered)
-    ]
-    imports = _explicit_star_imports(imports, src, notes, line_map)
-    spark_imports = _pyspark_names(imports, module)
-    spark_config: dict[str, str] = {}
-    spark_names: set[str] = set()
-    module_spark_names: set[str] = set()
-    for fname, fn_ast in function_ast.items():
+
+def _io_helpers(
+    src: _Source, flow: _Flow, problems: list[Problem], notes: list[str]
+) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Pass 3: which helper functions and classes write and read (by name); dynamic code
+    in a helper is a problem."""
+    module = src.module
+    for fname, fn_ast in flow.function_ast.items():
         for sub in ast.walk(fn_ast):
             is_exec = isinstance(sub, ast.Call) and _attr_chain(sub)[-1:] in (["exec"], ["eval"])
-            if is_exec and fname != entry:
+            if is_exec and fname != flow.entry:
                 problems.append(
                     Problem(
-                        src.positions[functions[fname]].start.line + getattr(sub, "lineno", 1) - 1,
+                        src.positions[flow.functions[fname]].start.line
+                        + getattr(sub, "lineno", 1)
+                        - 1,
                         f"dynamic code ({_attr_chain(sub)[-1]}) in function {fname}()",
                         "replace it with plain Python the migration can read",
                     )
                 )
-
-    # Helpers that read or write, by name: functions, and classes (a job object's methods).
     classes = {
         node.name.value: parse_statement(module.code_for_node(node))
         for node in module.body
         if isinstance(node, cst.ClassDef)
     }
-    writes_in: dict[str, bool] = {
-        name: _has_write(fn)
-        for name, fn in [*function_ast.items(), *classes.items()]
-        if name != entry
-    }
-    reads_in: dict[str, bool] = {
-        name: _has_read(fn)
-        for name, fn in [*function_ast.items(), *classes.items()]
-        if name != entry
-    }
+    named: list[tuple[str, ast.AST]] = [*flow.function_ast.items(), *classes.items()]
+    writes_in = {name: _has_write(fn) for name, fn in named if name != flow.entry}
+    reads_in = {name: _has_read(fn) for name, fn in named if name != flow.entry}
     job_classes = sorted(n for n in classes if writes_in[n] or reads_in[n])
     if job_classes:
         notes.append(
@@ -443,8 +529,17 @@ def analyze(
             "in one Factory (split the methods into functions that take and return DataFrames "
             "for finer Factories)"
         )
+    return writes_in, reads_in
 
-    # Pass 1: names, sessions, blocking constructs.
+
+def _mark_sessions(
+    statements: list[Statement],
+    spark_config: dict[str, str],
+    spark_names: set[str],
+    module_spark_names: set[str],
+) -> set[str]:
+    """Pass 4: names, session builders and `spark.conf.set` (their settings collected);
+    returns the temp views the script creates."""
     views: set[str] = set()
     for st in statements:
         tree = parse_statement(st.code)
@@ -457,6 +552,8 @@ def analyze(
                 module_spark_names |= stores
             for call in _calls(tree):
                 chain = _attr_chain(call)
+                if chain[-1:] == ["enableHiveSupport"]:
+                    spark_config["spark.sql.catalogImplementation"] = "hive"
                 if chain[-1:] == ["config"] and len(call.args) == 2:
                     key = _const_str(call.args[0])
                     value = call.args[1]
@@ -474,7 +571,18 @@ def analyze(
                 view = _const_str(call.args[0])
                 if view:
                     views.add(view.lower())
+    return views
 
+
+def _mark_data(
+    statements: list[Statement],
+    spark_names: set[str],
+    writes_in: dict[str, bool],
+    reads_in: dict[str, bool],
+    spark_imports: set[str],
+) -> set[str]:
+    """Pass 5: data statements (they read, write, or touch a name another data statement
+    defines), to a fixed point; returns the data names."""
     data: set[str] = set(spark_names)
     changed = True
     while changed:
@@ -502,20 +610,16 @@ def analyze(
             if st.kind == "data" and not st.defs <= data:
                 data |= st.defs
                 changed = True
+    return data
 
-    defined_views: list[str] = []
-    for st in statements:
-        if st.kind != "data":
-            continue
-        tree = parse_statement(st.code)
-        _classify(st, tree, data, spark_names, writes_in, views, defined_views, problems)
 
-    config = _config_of(text)
-    argv_prelude = any(
-        re.search(r"\bsys\.argv\b|parse_args\(|getopt", st.code)
-        for st in statements
-        if st.kind == "prelude"
-    )
+def _flow_notes(
+    statements: list[Statement],
+    spark_config: dict[str, str],
+    line_map: dict[int, str] | None,
+    notes: list[str],
+) -> None:
+    """Pass 6: a note for each statement dropped or moved into the Spark resource."""
     for st in statements:
         if st.kind == "display":
             notes.append(
@@ -533,32 +637,6 @@ def analyze(
                 "the Dagster Spark resource"
                 + (f" (its options become spark_config: {spark_config})" if spark_config else "")
             )
-
-    units = propose_units(statements, spark_names) if not problems else []
-    name = identifier(path.stem)
-    main_prelude = [s for s in statements if s.kind == "prelude" and not s.top_level]
-    for st in statements:
-        if st.kind == "prelude" and st.top_level:
-            helpers.append(("prelude", st.node))
-    helpers.sort(key=lambda item: src.positions[item[1]].start.line)
-    return Analysis(
-        path=path,
-        name=name,
-        module=module,
-        imports=imports,
-        helpers=helpers,
-        main_prelude=main_prelude,
-        statements=statements,
-        units=units,
-        spark_names=spark_names,
-        module_spark_names=module_spark_names,
-        spark_config=spark_config,
-        config=config,
-        problems=problems,
-        notes=notes,
-        line_map=line_map or {},
-        argv_prelude=argv_prelude,
-    )
 
 
 def _entry_call(stmt: ast.stmt | None, functions: dict[str, cst.FunctionDef]) -> ast.Call | None:

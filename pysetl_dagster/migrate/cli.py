@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from rich.table import Table
 
-    from .engine import FileResult
+    from .result import FileResult
 
-# The engine (libcst, nbformat) and rich are imported when `migrate` runs, not when
+# rich and the engine (libcst, nbformat) are imported when `migrate` runs, not when
 # `pysetl-dagster` registers this command's arguments for its other commands.
 
 
@@ -40,6 +40,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument("--interactive", action="store_true", help="review units before writing")
     cmd.add_argument("--inputs", help="folder the scripts' relative paths resolve in (verify)")
     cmd.add_argument(
+        "--parallel", type=int, default=2, help="files verified at a time (two processes each)"
+    )
+    cmd.add_argument(
         "--args",
         default="",
         help="command line for every script; its pipeline gets it as Config defaults (verify)",
@@ -47,11 +50,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
-    """Execute `migrate` with parsed arguments; returns the exit code."""
     from rich.console import Console
 
     from .engine import MigrationError, restore
 
+    """Execute `migrate` with parsed arguments; returns the exit code."""
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
@@ -79,9 +82,12 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
         verify_results,
         write_outputs,
     )
+    from .project import Project
 
     out = Path(args.out)
     paths = discover(Path(args.source))
+    project = Project.of(paths)
+    argv = shlex.split(args.args)
     names: set[str] = set()
     results: list[FileResult] = []
     with tempfile.TemporaryDirectory(prefix="pysetl-migrate-") as scratch:
@@ -89,7 +95,7 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
             task = progress.add_task("analysing", total=len(paths))
             for path in paths:
                 progress.update(task, description=f"analysing {path.name}")
-                result = analyse(path, names)
+                result = analyse(path, names, project, argv)
                 if args.interactive and result.migratable and result.analysis is not None:
                     from .wizard import review
 
@@ -106,7 +112,7 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
         if args.dry_run:
             console.print(plan_text(results))
             console.print(diff_text(out, files), markup=False)
-            return 0
+            return exit_code(results)
         backup = write_outputs(out, files, force=args.force)
         if backup is not None:
             console.print(
@@ -121,15 +127,25 @@ def _migrate(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
                     out,
                     Path(scratch) / "verify",
                     inputs_dir=Path(args.inputs) if args.inputs else None,
-                    argv=shlex.split(args.args),
+                    argv=argv,
+                    scratch=Path(scratch),
+                    parallel=args.parallel,
                     on_done=lambda _: progress.advance(task),
                 )
             files = all_files(results)
-            reports = {k: v for k, v in files.items() if not k.endswith(".py")}
-            for rel, text in reports.items():
-                (out / rel).write_text(text, encoding="utf-8")
+            write_outputs(out, files, force=True, keep_backup=False)
     console.print(summary_table(results))
-    failed = [r for r in results if r.verify is not None and not r.verify.equal]
+    return exit_code(results)
+
+
+def exit_code(results: list[FileResult]) -> int:
+    """1 when any file was reported, did not parse or verified different (a CI job using the
+    migration notices), else 0."""
+    failed = [
+        r
+        for r in results
+        if r.status in ("reported", "error") or (r.verify is not None and not r.verify.equal)
+    ]
     return 1 if failed else 0
 
 
@@ -146,15 +162,15 @@ def _progress(console: Console) -> Progress:
 
 
 def summary_table(results: list[FileResult]) -> Table:
-    """File, Factories, sinks, verified or why not."""
     from rich.table import Table
 
+    from .report import counts
+
+    """File, Factories, sinks, verified or why not."""
     table = Table(title="pysetl-dagster migrate")
     for column in ("File", "Factories", "Sinks", "Result"):
         table.add_column(column)
     for r in results:
-        units = [u for u in r.analysis.units if u.enabled] if r.analysis else []
-        table.add_row(
-            r.source.name, str(len(units)), str(sum(u.is_sink for u in units)), r.verdict()
-        )
+        factories, sinks = counts(r)
+        table.add_row(r.source.name, str(factories), str(sinks), r.verdict())
     return table

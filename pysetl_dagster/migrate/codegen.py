@@ -134,21 +134,59 @@ def script_file_line(script: Path, package_dir: Path | None) -> str:
     return f"SCRIPT_FILE = script_file(__name__, {relative!r})"
 
 
-def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, str]:
-    """File name -> text of the generated package (`package_dir`: where it will live)."""
-    bodies: dict[str, list[cst.BaseStatement]] = {}
+class _Slots:
+    """Placeholders in the text skeleton for the script's own statements (libcst nodes)."""
 
-    def slot(nodes: list[cst.BaseStatement]) -> str:
-        key = f"__pysetl_body_{len(bodies)}__"
-        bodies[key] = nodes
+    def __init__(self) -> None:
+        self.bodies: dict[str, list[cst.BaseStatement]] = {}
+
+    def __call__(self, nodes: list[cst.BaseStatement]) -> str:
+        key = f"__pysetl_body_{len(self.bodies)}__"
+        self.bodies[key] = nodes
         return f"{key}()"
 
-    source = analysis.path.name
-    env = args_env_var(analysis)
+
+def generate(
+    analysis: Analysis, package_dir: Path | None = None, argv: list[str] | None = None
+) -> dict[str, str]:
+    """File name -> text of the generated package (`package_dir`: where it will live).
+
+    Passes: the module header (docstring, imports, settings), the script's helpers and
+    module code, the command line, one class per Factory, `build_pipeline()`; then the
+    script's statements fill their slots and `__file__` becomes `SCRIPT_FILE`."""
+    slot = _Slots()
     plan = plan_config(analysis)
-    settings_nodes = {id(st.node) for st in plan.settings} if plan.uses_command_line else set()
     units = [u for u in _ordered(analysis.units) if u.enabled]
     by_uid = {u.uid: u for u in analysis.units}
+    lines = _header(analysis, plan, slot, package_dir, argv)
+    lines += _module_code(analysis, plan, slot)
+    if plan.uses_command_line:
+        lines += _command_line(plan, analysis, slot)
+    for unit in units:
+        lines += _factory(unit, by_uid, analysis, slot, plan.units[unit.uid])
+    if plan.uses_command_line:
+        lines += _factory_config(units, plan)
+    lines += _build_pipeline(analysis, units)
+    filled = cst.parse_module("\n".join(lines) + "\n").visit(_Fill(slot.bodies))
+    pipeline_code = (filled.visit(_ScriptFile()) if uses_script_file(analysis) else filled).code
+    return {
+        "__init__.py": f'"""Pipeline migrated from `{analysis.path.name}`."""\n',
+        "pipeline.py": pipeline_code,
+        "definitions.py": _definitions(analysis, plan),
+    }
+
+
+def _header(
+    analysis: Analysis,
+    plan: ConfigPlan,
+    slot: _Slots,
+    package_dir: Path | None,
+    argv: list[str] | None,
+) -> list[str]:
+    """Docstring (the script's own included), imports, `ARGS_ENV`, `SPARK_CONFIG`,
+    `SCRIPT_FILE` and the stand-ins for module-level sessions."""
+    source = analysis.path.name
+    env = args_env_var(analysis)
     if plan.uses_command_line:
         how = [
             "What the script hard-codes or takes as arguments is each Factory's Config, with",
@@ -163,7 +201,6 @@ def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, s
     else:
         how = ["What the script hard-codes (paths, tables, constants) is each Factory's Config."]
     docstring = _script_docstring(analysis)
-    skipped = settings_nodes | ({id(docstring)} if docstring is not None else set())
     lines: list[str] = [
         f'"""PySetl pipeline migrated from `{source}` by `pysetl-dagster migrate`.',
         "",
@@ -199,10 +236,11 @@ def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, s
         ")",
         "",
         f'ARGS_ENV = "{env}"',
+        "# The command line given to the migration (--args): the defaults when $ARGS_ENV is unset.",
+        f"SCRIPT_ARGV: list[str] = {list(argv or [])!r}",
         f"SPARK_CONFIG: dict[str, str] = {dict(sorted(analysis.spark_config.items()))!r}",
     ]
-    uses_file = uses_script_file(analysis)
-    if uses_file:
+    if uses_script_file(analysis):
         lines += [
             "# The script located files from its own path (`__file__`): they still resolve",
             "# against the original script.",
@@ -211,7 +249,17 @@ def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, s
     for name in sorted(analysis.module_spark_names):
         lines.append(f"{name} = ActiveSpark()")
     lines.append("")
-    # Helpers and module-level config code, in source order; argv handling runs on $ARGS_ENV.
+    return lines
+
+
+def _module_code(analysis: Analysis, plan: ConfigPlan, slot: _Slots) -> list[str]:
+    """Helpers and module-level config code, in source order; argv handling runs on
+    `$ARGS_ENV`, the settings the command line becomes are left to `script_values`."""
+    source = analysis.path.name
+    settings_nodes = {id(st.node) for st in plan.settings} if plan.uses_command_line else set()
+    docstring = _script_docstring(analysis)
+    skipped = settings_nodes | ({id(docstring)} if docstring is not None else set())
+    lines: list[str] = []
     run: list[cst.BaseStatement] = []
 
     def flush() -> None:
@@ -219,7 +267,7 @@ def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, s
             return
         code = "".join(analysis.module.code_for_node(n) for n in run)
         if any(m in code for m in ARGV_MARKERS):
-            lines.append(f"with script_argv(ARGS_ENV, {source!r}):")
+            lines.append(f"with script_argv(ARGS_ENV, {source!r}, SCRIPT_ARGV):")
             lines.append("    " + slot(list(run)))
         else:
             lines.append(slot(list(run)))
@@ -236,44 +284,48 @@ def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, s
         run.extend(s.node for s in analysis.main_prelude if id(s.node) not in settings_nodes)
         flush()
     lines.append("")
-    if plan.uses_command_line:
-        lines += _command_line(plan, analysis, slot)
+    return lines
 
-    for unit in units:
-        lines += _factory(unit, by_uid, analysis, slot, plan.units[unit.uid])
-    if plan.uses_command_line:
-        lines += _factory_config(units, plan)
-    lines += [
+
+def _build_pipeline(analysis: Analysis, units: list[Unit]) -> list[str]:
+    """`build_pipeline()`: one Stage per dependency level."""
+    lines = [
         "",
         "def build_pipeline() -> Pipeline:",
-        f'    """The Factories of `{source}`, one Stage per dependency level."""',
+        f'    """The Factories of `{analysis.path.name}`, one Stage per dependency level."""',
         "    pipeline = Pipeline()",
     ]
-    stages = sorted({u.stage for u in units})
-    for stage in stages:
+    for stage in sorted({u.stage for u in units}):
         lines.append("    stage = Stage()")
-        for unit in units:
-            if unit.stage == stage:
-                lines.append(f"    stage.add_factory({unit.name}())")
+        lines += [f"    stage.add_factory({u.name}())" for u in units if u.stage == stage]
         lines.append("    pipeline.add_stage(stage)")
     lines.append("    return pipeline")
-    skeleton = "\n".join(lines) + "\n"
-    module = cst.parse_module(skeleton)
-    filled = module.visit(_Fill(bodies))
-    pipeline_code = (filled.visit(_ScriptFile()) if uses_file else filled).code
-    definitions = (
+    return lines
+
+
+def _definitions(analysis: Analysis, plan: ConfigPlan) -> str:
+    """`definitions.py`: the Dagster definitions of the pipeline."""
+    source = analysis.path.name
+    env = args_env_var(analysis)
+    return (
         f'"""Dagster definitions for the pipeline migrated from `{source}`.\n\n'
         f"    dagster dev -m {analysis.name}.definitions\n"
         '"""\n\n'
         "from pysetl_dagster import build_definitions, pysetl_pipeline\n\n"
         + (
             "from pysetl_dagster.migrate.runtime import script_args\n\n"
-            "from .pipeline import ARGS_ENV, SPARK_CONFIG, build_pipeline, factory_config\n\n"
+            "from .pipeline import (\n"
+            "    ARGS_ENV,\n"
+            "    SCRIPT_ARGV,\n"
+            "    SPARK_CONFIG,\n"
+            "    build_pipeline,\n"
+            "    factory_config,\n"
+            ")\n\n"
             "# Each Factory's Config defaults to the script's own values; a command line in\n"
             f"# ${env} changes those defaults (the Launchpad still edits them per run).\n"
             "pipeline = pysetl_pipeline(\n"
             f'    build_pipeline(), name="{analysis.name}", '
-            "factory_config=factory_config(script_args(ARGS_ENV))\n"
+            "factory_config=factory_config(script_args(ARGS_ENV, SCRIPT_ARGV))\n"
             ")\n"
             if plan.uses_command_line
             else "from .pipeline import SPARK_CONFIG, build_pipeline\n\n"
@@ -281,17 +333,11 @@ def generate(analysis: Analysis, package_dir: Path | None = None) -> dict[str, s
         )
         + "defs = build_definitions(pipeline, spark_config=SPARK_CONFIG)\n"
     )
-    return {
-        "__init__.py": f'"""Pipeline migrated from `{source}`."""\n',
-        "pipeline.py": pipeline_code,
-        "definitions.py": definitions,
-    }
 
 
-def _command_line(plan: ConfigPlan, analysis: Analysis, slot: object) -> list[str]:
+def _command_line(plan: ConfigPlan, analysis: Analysis, slot: _Slots) -> list[str]:
     """`COMMAND_LINE` (the script's arguments as fields) and `script_values(argv)`: the
     script's own argument and config code, verbatim, run on a command line."""
-    assert callable(slot)
     source = analysis.path.name
     where = ", ".join(analysis.span(s) for s in plan.settings)
     lines = ["COMMAND_LINE = CommandLine(", f"    {source!r},", "    ("]
@@ -336,9 +382,8 @@ def _factory_config(units: list[Unit], plan: ConfigPlan) -> list[str]:
 
 
 def _factory(
-    unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: object, params: UnitParams
+    unit: Unit, by_uid: dict[int, Unit], analysis: Analysis, slot: _Slots, params: UnitParams
 ) -> list[str]:
-    assert callable(slot)
     name = unit.name
     where = ", ".join(analysis.span(s) for s in unit.statements)
     kind = "Writes" if unit.is_sink else "Delivers"
@@ -508,6 +553,6 @@ def format_package(directory: Path) -> list[str]:
             check=False,
         )
 
-    ruff_run("check", "--fix", "--select", "F401,I")
+    ruff_run("check", "--fix", "--extend-select", "F401,I")  # safe fixes only
     ruff_run("format")
     return [line for line in ruff_run("check").stdout.splitlines() if line.strip()]

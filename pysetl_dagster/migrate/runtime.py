@@ -41,17 +41,20 @@ def script_file(module: str, relative: str) -> str:
     return os.path.normpath(os.path.join(here, relative))
 
 
-def script_args(env_var: str) -> list[str]:
-    """The command line the original script would get, from `$env_var` (shell syntax)."""
-    return shlex.split(os.environ.get(env_var, ""))
+def script_args(env_var: str, default: list[str] | None = None) -> list[str]:
+    """The command line the original script would get: `$env_var` (shell syntax) when set,
+    else `default` (the command line given to the migration)."""
+    if env_var in os.environ:
+        return shlex.split(os.environ[env_var])
+    return list(default or [])
 
 
 @contextmanager
-def script_argv(env_var: str, script_name: str) -> Iterator[None]:
-    """Run the script's own argument handling (argparse, sys.argv) on `$env_var`'s arguments:
-    unset means the script's defaults."""
+def script_argv(env_var: str, script_name: str, default: list[str] | None = None) -> Iterator[None]:
+    """Run the script's own argument handling (argparse, sys.argv) on `$env_var`'s arguments
+    (unset: `default`, the command line given to the migration)."""
     saved = sys.argv
-    sys.argv = [script_name, *script_args(env_var)]
+    sys.argv = [script_name, *script_args(env_var, default)]
     try:
         yield
     finally:
@@ -158,3 +161,36 @@ def run_settings(
         ) from None
     finally:
         sys.argv = saved
+
+
+@contextmanager
+def script_run(script: str, argv: list[str]) -> Iterator[None]:
+    """Run a script's own code as `python script.py ARGV` would: `sys.argv` is the whole
+    command line, the script's folder comes first on `sys.path` (its own modules, job modules
+    it imports by name), and an exit with status 0 is a normal end. Any other exit status is
+    an error naming the script and the command line."""
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [script, *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise ScriptArgumentError(
+                f"{os.path.basename(script)} exited with status {exc.code!r} on the command "
+                f"line {argv!r}: fix the Factory's Config (argv) in the Launchpad or run config"
+            ) from None
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+
+
+def display(*values: Any, **_: Any) -> None:
+    """What a Jupyter kernel (or Databricks) provides to a notebook: DataFrames are shown,
+    other values printed (into the run's logs)."""
+    for value in values:
+        show = getattr(value, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(value)

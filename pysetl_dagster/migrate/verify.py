@@ -1,16 +1,22 @@
-"""`--verify`: run the original script and the generated pipeline, compare every sink.
+"""`--verify`: run the original script and the generated pipeline as a user would, compare.
 
-Each side runs in its own Python process (one JVM, `local[1]`) in its own sandbox folder: a
-folder holding symlinks to every entry of the inputs folder (the script's folder by default),
-so relative input paths resolve the same way while anything a run writes lands in its own
-sandbox. Several scripts share one process per side to keep JVM start-ups down.
+Both sides run in fresh processes, each in its own sandbox folder (symlinks to every entry of
+the inputs folder, so relative input paths resolve the same way while whatever a run writes
+lands in its own sandbox), concurrently:
 
-Writes outside a side's sandbox (absolute paths, URIs, `..`) are mapped into each side's
-sandbox under `_outside/` by the worker, never made for real (see `verify_worker.py`).
+* the original as `python script.py ARGS`: its own session builder, config and `stop()`;
+* the pipeline as `dagster asset materialize -m <name>.definitions --select '*'`: the real
+  Dagster asset path, its Spark resource, its IO manager (storage outside the sandbox).
 
-A sink is a folder with Spark's `_SUCCESS` marker. Both sides must write the same sinks, and
-each pair must hold the same schema and the same rows in any order: Parquet/ORC through
-pyarrow (Hive partition folders included), CSV/JSON/text as the multiset of their lines.
+Each process records the sinks it writes from the write calls themselves (`verify_hooks.py`,
+installed by a `sitecustomize` on the sandbox's `PYTHONPATH`): file paths of the DataFrame
+writer (any format, `partitionBy`, dynamic overwrite without `_SUCCESS`), pandas' `to_csv`,
+RDD text files, and tables (`saveAsTable`, `insertInto`, SQL `CREATE TABLE`/`INSERT`, all
+under the sandbox's own `spark-warehouse`). Writes outside the sandbox are kept inside it.
+
+Every sink either side wrote is compared order-insensitively: column names and types, and the
+multiset of rows (Parquet/ORC through pyarrow, Hive partition folders included; CSV/JSON/text
+as line multisets). A difference names the sink and shows the first differing rows.
 """
 
 from __future__ import annotations
@@ -18,11 +24,25 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .verify_hooks import SITECUSTOMIZE
+
+SPARK_DEFAULTS = {
+    # Defaults only: a script's own builder settings win. Small inputs, quick start-up.
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+}
+WAREHOUSE = "spark-warehouse"
 
 
 @dataclass
@@ -48,6 +68,8 @@ class VerifyResult:
     differences: list[str]
     sizes: dict[str, str] = field(default_factory=dict)  # sink -> "3 rows" / "4 lines"
     redirected: dict[str, str] = field(default_factory=dict)  # script's path -> sandbox sink
+    seconds: float = 0.0  # wall time of the two runs (concurrent)
+    generated_failed: bool = False  # the pipeline failed while the original ran
 
     def summary(self) -> str:
         if self.equal:
@@ -56,121 +78,237 @@ class VerifyResult:
 
 
 def _sandbox(inputs_dir: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
     for entry in inputs_dir.iterdir():
+        if entry.name.startswith(".") or entry.name == "__pycache__":
+            continue
         link = target / entry.name
-        if not link.exists():
-            link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+        link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+
+
+def _environment(workdir: Path) -> dict[str, str]:
+    """The environment both sides share: the hook on `PYTHONPATH`, Spark defaults."""
+    hooks = workdir / "_hooks"
+    hooks.mkdir(parents=True, exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    conf = workdir / "_spark_conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "spark-defaults.conf").write_text(
+        "".join(f"{k} {v}\n" for k, v in SPARK_DEFAULTS.items()), encoding="utf-8"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(hooks), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    )
+    env["SPARK_CONF_DIR"] = str(conf)
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _dagster() -> list[str]:
+    beside = Path(sys.executable).parent / "dagster"
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "dagster"]
+
+
+def _commands(item: VerifyItem, workdir: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """The two runs of `item`: command, folder, environment, record and log files."""
+    runs = []
+    for side in ("original", "generated"):
+        sandbox = _side_dir(workdir, item, side)
+        _sandbox(item.inputs_dir, sandbox)
+        side_env = dict(env)
+        side_env["PYSETL_VERIFY_SINKS"] = str(workdir / item.name / f"{side}.sinks.jsonl")
+        side_env["PYSETL_DAGSTER_STORAGE"] = str(workdir / item.name / f"{side}-storage")
+        home = workdir / item.name / f"{side}-dagster-home"  # its own instance, kept here
+        home.mkdir(parents=True, exist_ok=True)
+        side_env["DAGSTER_HOME"] = str(home)
+        if side == "original":
+            script = item.script
+            if script.suffix == ".ipynb":  # its code cells, magics commented out
+                script = workdir / item.name / f"{item.name}_notebook.py"
+                script.write_text(item.code, encoding="utf-8")
+                side_env["PYTHONPATH"] += os.pathsep + str(item.script.parent)
+            command = [sys.executable, str(script), *item.argv]
+        else:
+            side_env["PYTHONPATH"] += os.pathsep + str(item.package_dir)
+            side_env[item.env_var] = " ".join(item.argv)
+            command = [
+                *_dagster(),
+                "asset",
+                "materialize",
+                "-d",
+                str(item.package_dir),  # its package, never a same-named script in the sandbox
+                "-m",
+                f"{item.name}.definitions",
+                "--select",
+                "*",
+            ]
+        Path(side_env["PYSETL_VERIFY_SINKS"]).unlink(missing_ok=True)
+        runs.append(
+            {
+                "side": side,
+                "command": command,
+                "cwd": sandbox,
+                "env": side_env,
+                "record": Path(side_env["PYSETL_VERIFY_SINKS"]),
+                "log": workdir / item.name / f"{side}.log",
+            }
+        )
+    return runs
 
 
 def verify_many(
-    items: list[VerifyItem], workdir: Path, *, batch_size: int = 8, timeout: float = 600
+    items: list[VerifyItem], workdir: Path, *, timeout: float = 600
 ) -> dict[str, VerifyResult]:
-    """Verify every item; both sides of a batch run concurrently (two processes)."""
-    results: dict[str, VerifyResult] = {}
-    for start in range(0, len(items), batch_size):
-        batch = items[start : start + batch_size]
-        procs = []
-        for side in ("original", "generated"):
-            spec = {
-                "side": side,
-                "warehouse": str(workdir / f"{side}-warehouse-{start}"),
-                "items": [
-                    {
-                        "name": it.name,
-                        "script": str(it.script),
-                        "code": it.code,
-                        "sandbox": str(_side_dir(workdir, it, side)),
-                        "argv": it.argv,
-                        "package_dir": str(it.package_dir),
-                        "env_var": it.env_var,
-                        "storage": str(workdir / it.name / "pysetl_storage"),
-                    }
-                    for it in batch
-                ],
-            }
-            for it in batch:
-                _sandbox(it.inputs_dir, _side_dir(workdir, it, side))
-            spec_path = workdir / f"{side}-{start}.json"
-            spec_path.write_text(json.dumps(spec))
-            log = (workdir / f"{side}-{start}.log").open("w")
-            env = dict(os.environ)
-            env.setdefault("PYSPARK_PYTHON", sys.executable)
-            procs.append(
-                (
-                    side,
-                    spec_path,
-                    log,
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "pysetl_dagster.migrate.verify_worker",
-                            str(spec_path),
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                    ),
-                )
-            )
-        outcomes: dict[str, dict[str, Any]] = {}
-        for side, spec_path, log, proc in procs:
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+    """Verify every item: its two runs concurrently, items one after the other (each run
+    starts one Spark application)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = _environment(workdir)
+    return {it.name: verify_one(it, workdir, env, timeout=timeout) for it in items}
+
+
+def verify_one(
+    item: VerifyItem, workdir: Path, env: dict[str, str], *, timeout: float = 600
+) -> VerifyResult:
+    """Run both sides of `item` and compare their sinks."""
+    start = time.perf_counter()
+    runs = _commands(item, workdir, env)
+    procs = []
+    for run in runs:
+        log = run["log"].open("w")
+        proc = subprocess.Popen(
+            run["command"], cwd=run["cwd"], env=run["env"], stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.append((run, log, proc))
+    outcomes: dict[str, dict[str, Any]] = {}
+    try:
+        codes = [_wait(proc, timeout) for _, _, proc in procs]
+    finally:  # interrupted: no run outlives the migration
+        for _, log, proc in procs:
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             log.close()
-            result_path = spec_path.with_suffix(".result.json")
-            if result_path.exists():
-                outcomes[side] = json.loads(result_path.read_text())
-            else:
-                tail = (workdir / f"{side}-{start}.log").read_text()[-2000:]
-                outcomes[side] = {
-                    it.name: {"ok": False, "error": f"{side} worker died: {tail}"} for it in batch
-                }
-        for it in batch:
-            results[it.name] = _compare_item(
-                it, workdir, outcomes["original"][it.name], outcomes["generated"][it.name]
-            )
-    return results
+    for (run, _, _), code in zip(procs, codes, strict=True):
+        text = run["log"].read_text(errors="replace")
+        outcomes[run["side"]] = {
+            "ok": code == 0,
+            "error": f"exit status {code}: " + _tail(text) if code else "",
+            "record": run["record"],
+            "sandbox": run["cwd"],
+        }
+    result = _compare_item(item, outcomes["original"], outcomes["generated"])
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return -9
+
+
+def _tail(log: str, lines: int = 12) -> str:
+    """The end of a failed run's output: the exception, without Spark's log noise."""
+    kept = [
+        ln
+        for ln in log.splitlines()
+        if ln.strip() and " WARN " not in ln and " INFO " not in ln and "log4j" not in ln
+    ]
+    errors = [i for i, ln in enumerate(kept) if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+    if errors:  # the first exception raised is the cause; later ones are the unwinding
+        kept = kept[: errors[0] + 1]
+    return "\n".join(kept[-lines:])[-1500:]
 
 
 def _side_dir(workdir: Path, item: VerifyItem, side: str) -> Path:
     return workdir / item.name / side
 
 
+def recorded_sinks(
+    record: Path, sandbox: Path, redirected: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Sink (relative to the sandbox) -> how it was written, from the record file and the
+    sandbox's warehouse (tables, whichever way they were written); `redirected` receives
+    the paths outside the sandbox the script asked for and where they were kept."""
+    sinks: dict[str, str] = {}
+    lines = record.read_text(encoding="utf-8").splitlines() if record.exists() else []
+    root = sandbox.resolve()
+    for line in lines:
+        entry = json.loads(line)
+        if entry["kind"] == "path":
+            target = Path(entry["target"])
+            target = target if target.is_absolute() else root / target
+            try:
+                key = str(target.resolve().relative_to(root))
+            except ValueError:
+                key = str(target)
+            sinks[key] = entry["method"]
+            if entry.get("asked") and redirected is not None:
+                redirected[entry["asked"]] = key
+    warehouse = sandbox / WAREHOUSE
+    if warehouse.is_dir():
+        for table in sorted(warehouse.iterdir()):
+            if table.is_dir() and table.suffix == ".db":
+                for inner in sorted(table.iterdir()):
+                    if inner.is_dir():
+                        sinks[str(inner.relative_to(sandbox))] = "table"
+            elif table.is_dir():
+                sinks[str(table.relative_to(sandbox))] = "table"
+    return sinks
+
+
 def _compare_item(
-    item: VerifyItem, workdir: Path, original: dict[str, Any], generated: dict[str, Any]
+    item: VerifyItem, original: dict[str, Any], generated: dict[str, Any]
 ) -> VerifyResult:
     problems: list[str] = []
     if not original["ok"]:
-        problems.append(f"the original script failed: {original['error']}")
+        problems.append(f"the original script failed ({original['error']})")
     if not generated["ok"]:
-        problems.append(f"the generated pipeline failed: {generated['error']}")
+        problems.append(f"the generated pipeline failed ({generated['error']})")
     if problems:
-        return VerifyResult(item.name, False, [], problems)
-    a, b = _side_dir(workdir, item, "original"), _side_dir(workdir, item, "generated")
-    sinks_a, sinks_b = find_sinks(a), find_sinks(b)
+        failed = VerifyResult(item.name, False, [], problems)
+        failed.generated_failed = original["ok"] and not generated["ok"]
+        return failed
+    a, b = original["sandbox"], generated["sandbox"]
+    redirected: dict[str, str] = {}
+    sinks_a = recorded_sinks(original["record"], a, redirected)
+    sinks_b = recorded_sinks(generated["record"], b)
     differences: list[str] = []
-    for only, side in ((sinks_a - sinks_b, "original"), (sinks_b - sinks_a, "generated")):
+    for only, side in (
+        (sinks_a.keys() - sinks_b.keys(), "original"),
+        (sinks_b.keys() - sinks_a.keys(), "generated"),
+    ):
         for sink in sorted(only):
-            differences.append(f"sink {sink} is written only by the {side}")
+            differences.append(f"sink `{sink}` is written only by the {side}")
     sizes: dict[str, str] = {}
-    for sink in sorted(sinks_a & sinks_b):
+    for sink in sorted(sinks_a.keys() & sinks_b.keys()):
         diffs, sizes[sink] = compare_sink(a / sink, b / sink)
-        differences += [f"sink {sink}: {d}" for d in diffs]
+        differences += [f"sink `{sink}`: {d}" for d in diffs]
     if not sinks_a and not differences:
-        differences.append("the original script wrote no sink (no folder with _SUCCESS)")
-    redirected = {**generated.get("redirected", {}), **original.get("redirected", {})}
+        differences.append(
+            "the original script wrote no sink when run (no write call reached: check "
+            "the command line given with --args)"
+        )
     return VerifyResult(
-        item.name, not differences, sorted(sinks_a | sinks_b), differences, sizes, redirected
+        item.name,
+        not differences,
+        sorted(sinks_a.keys() | sinks_b.keys()),
+        differences,
+        sizes,
+        redirected,
     )
 
 
 def find_sinks(root: Path) -> set[str]:
-    """Folders (relative to `root`) holding a `_SUCCESS` marker, symlinks not followed."""
+    """Folders (relative to `root`) holding a `_SUCCESS` marker, symlinks not followed (kept
+    for callers that look at a finished output folder; verify records its sinks)."""
     sinks: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
@@ -180,6 +318,8 @@ def find_sinks(root: Path) -> set[str]:
 
 
 def _data_files(sink: Path) -> list[Path]:
+    if sink.is_file():
+        return [sink]  # a single file (pandas' to_csv)
     return sorted(
         p
         for p in sink.rglob("*")
@@ -198,12 +338,15 @@ def _format(files: list[Path]) -> str:
 def compare_sink(a: Path, b: Path) -> tuple[list[str], str]:
     """Differences between two outputs of one sink (empty: equal), and the original's size
     (`3 rows` for Parquet/ORC; `4 lines` for text formats, headers included)."""
+    if not a.exists() or not b.exists():
+        return [f"missing on the {'original' if not a.exists() else 'generated'} side"], ""
     files_a, files_b = _data_files(a), _data_files(b)
     fmt_a, fmt_b = _format(files_a), _format(files_b)
     if fmt_a != fmt_b and files_a and files_b:
         return [f"format {fmt_a} vs {fmt_b}"], ""
-    parts_a = {str(p.parent.relative_to(a)) for p in files_a}
-    parts_b = {str(p.parent.relative_to(b)) for p in files_b}
+    base_a, base_b = (a.parent, b.parent) if a.is_file() else (a, b)
+    parts_a = {str(p.parent.relative_to(base_a)) for p in files_a}
+    parts_b = {str(p.parent.relative_to(base_b)) for p in files_b}
     if parts_a != parts_b:
         return [f"partition folders differ: {sorted(parts_a ^ parts_b)[:5]}"], ""
     if fmt_a in ("parquet", "orc"):
@@ -215,8 +358,8 @@ def compare_sink(a: Path, b: Path) -> tuple[list[str], str]:
             (p.read_text(encoding="utf-8").splitlines() or [""])[0] for p in files_a + files_b
         }
         strip = fmt_a == "csv" and len(firsts) == 1 and len(files_a) + len(files_b) > 2
-        schema_a, rows_a = _line_rows(a, files_a, strip)
-        schema_b, rows_b = _line_rows(b, files_b, strip)
+        schema_a, rows_a = _line_rows(base_a, files_a, strip)
+        schema_b, rows_b = _line_rows(base_b, files_b, strip)
     diffs: list[str] = []
     if schema_a != schema_b:
         diffs.append(f"schema {schema_a} vs {schema_b}")

@@ -1,11 +1,15 @@
-"""One side of `--verify` in its own process: run originals or generated pipelines in turn.
+"""What `--verify` installs in both processes it runs: sink records and sandboxed writes.
 
-    python -m pysetl_dagster.migrate.verify_worker SPEC.json   -> SPEC.result.json
+Both sides run as a user runs them (`python script.py ARGS`; `dagster asset materialize` of the
+generated definitions), each in a fresh process whose `sitecustomize` calls `install()` when
+`$PYSETL_VERIFY_SINKS` names a record file. Nothing about the session changes: the script's
+builder, its config and its `stop()` are its own. Two things are added:
 
-One SparkSession (local[1], one shuffle partition, no UI) serves every item; `stop()` is made a
-no-op so a script that stops its session does not end it for the next one.
-
-Writes a run makes outside its sandbox (an absolute `/mnt/warehouse/daily`, an `s3a://` URI,
+* every write call (the DataFrame writer's path and table methods, `saveAsTextFile`, and
+  pandas' `to_csv`/`to_parquet`/`to_json`) appends one JSON line to the record file: the
+  sinks to compare are found from the writes themselves, not from `_SUCCESS` markers (Spark
+  writes none under dynamic partition overwrite);
+* writes a run makes outside its sandbox (an absolute `/mnt/warehouse/daily`, an `s3a://` URI,
 a relative path climbing out with `..`; the pipeline's storage and the warehouse excepted)
 would land in the user's real locations, and both sides would share them: the DataFrame
 writer's paths are mapped into the sandbox instead
@@ -19,18 +23,14 @@ sandbox folders, so it never reaches the user's folder either.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 import re
-import shutil
-import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrameReader, DataFrameWriter, SparkSession
+from pyspark.sql import DataFrameReader, DataFrameWriter
 
 from .terminals import READ_TERMINALS, TABLE_TERMINALS, WRITE_TERMINALS
 
@@ -135,31 +135,74 @@ class OutsideWrites:
         return mapped
 
 
-def _session(warehouse: str) -> SparkSession:
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .appName("pysetl-migrate-verify")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.warehouse.dir", warehouse)
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    SparkSession.stop = lambda self: None  # type: ignore[method-assign]
-    return spark
+class SinkRecorder:
+    """Appends one JSON line per write call to the record file (see the module docstring)."""
+
+    def __init__(self, record: Path, outside: OutsideWrites) -> None:
+        self.record = record
+        self.outside = outside
+
+    def add(self, kind: str, target: str, method: str, written_as: str = "") -> None:
+        if kind == "path":
+            local = OutsideWrites._local(target)
+            if local is None:
+                return
+            if local.is_relative_to(self.outside.storage):
+                return  # the pipeline's own storage (the IO manager), not a sink of the script
+            target = str(local)
+        with self.record.open("a", encoding="utf-8") as out:
+            entry = {"kind": kind, "target": target, "method": method, "asked": written_as}
+            out.write(json.dumps(entry) + "\n")
+
+    def install(self) -> None:
+        for name in sorted(WRITE_TERMINALS):
+            method = getattr(DataFrameWriter, name)
+            kind = "table" if name in TABLE_TERMINALS else "path"
+            setattr(DataFrameWriter, name, self._recorded(method, kind, name))
+        from pyspark import RDD
+
+        RDD.saveAsTextFile = self._recorded(RDD.saveAsTextFile, "path", "saveAsTextFile")  # type: ignore[method-assign]
+        try:
+            import pandas as pd
+        except ImportError:
+            return
+        for name in ("to_csv", "to_parquet", "to_json"):
+            method = getattr(pd.DataFrame, name)
+            setattr(pd.DataFrame, name, self._recorded(method, "path", f"pandas.{name}", True))
+
+    def _recorded(
+        self, method: Callable[..., Any], kind: str, name: str, pandas: bool = False
+    ) -> Callable[..., Any]:
+        recorder = self
+
+        @functools.wraps(method)
+        def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            key = "path_or_buf" if name == "pandas.to_csv" else "path"
+            target = kwargs.get(key, kwargs.get("name", args[0] if args else None))
+            result = method(self, *args, **kwargs)
+            if isinstance(target, str | os.PathLike):
+                mapped = recorder.outside.target(str(target)) if kind == "path" else None
+                recorder.add(kind, mapped or str(target), name, str(target) if mapped else "")
+            return result
+
+        return recorded
 
 
-def _enter(spark: SparkSession, folder: str) -> None:
-    """Relative paths resolve in `folder`, for Python (cwd) and for Spark: the JVM's cwd is
-    fixed at launch, but Hadoop's local file system has its own working directory."""
-    os.chdir(folder)
-    jvm = spark._jvm
-    assert jvm is not None
-    hadoop_fs = jvm.org.apache.hadoop.fs
-    local = hadoop_fs.FileSystem.getLocal(spark._jsc.hadoopConfiguration())
-    local.setWorkingDirectory(hadoop_fs.Path(Path(folder).resolve().as_uri()))
+def install() -> None:
+    """Called by the sandbox's `sitecustomize`: record sinks, keep writes in the sandbox."""
+    record = os.environ.get("PYSETL_VERIFY_SINKS")
+    if not record:
+        return
+    outside = OutsideWrites(Path(os.environ.get("PYSETL_VERIFY_WAREHOUSE", "spark-warehouse")))
+    outside.sandbox = Path.cwd().resolve()
+    outside.storage = Path(os.environ.get("PYSETL_DAGSTER_STORAGE", outside.sandbox / ".x"))
+    outside.storage = outside.storage.resolve()
+    outside.install()
+    SinkRecorder(Path(record), outside).install()
+    import builtins
+
+    if not hasattr(builtins, "display"):
+        builtins.display = _display  # type: ignore[attr-defined]  # what Jupyter provides
 
 
 def _display(*values: Any, **_: Any) -> None:
@@ -171,69 +214,11 @@ def _display(*values: Any, **_: Any) -> None:
             print(value)
 
 
-def _run_original(item: dict[str, Any]) -> None:
-    sys.argv = [Path(item["script"]).name, *item["argv"]]
-    code = compile(item["code"], item["script"], "exec")
-    scope: dict[str, Any] = {"__name__": "__main__", "__file__": item["script"]}
-    if item["script"].endswith(".ipynb"):
-        scope["display"] = _display  # what a Jupyter kernel provides
-    try:
-        exec(code, scope)
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise
-
-
-def _run_generated(item: dict[str, Any]) -> None:
-    os.environ[item["env_var"]] = " ".join(item["argv"])
-    os.environ["PYSETL_DAGSTER_STORAGE"] = item["storage"]
-    if item["package_dir"] not in sys.path:
-        sys.path.insert(0, item["package_dir"])
-    module = importlib.import_module(f"{item['name']}.definitions")
-    job = module.defs.resolve_job_def(f"{item['name']}_assets")
-    result = job.execute_in_process(raise_on_error=True)
-    if not result.success:
-        raise RuntimeError(f"run of {item['name']}_assets failed")
-
-
-def _collect_tables(spark: SparkSession, sandbox: Path) -> None:
-    """Copy the tables a run saved into its sandbox (`_tables/<name>`, compared like any other
-    sink), then forget them and its temp views so the next script starts clean."""
-    for table in spark.catalog.listTables():
-        if table.isTemporary:
-            spark.catalog.dropTempView(table.name)
-            continue
-        rows = spark.sql(f"DESCRIBE TABLE EXTENDED `{table.name}`").collect()
-        location = next((r.data_type for r in rows if r.col_name == "Location"), None)
-        if location:
-            source = Path(location.removeprefix("file:"))
-            if source.exists():
-                shutil.copytree(source, sandbox / "_tables" / table.name, dirs_exist_ok=True)
-        spark.sql(f"DROP TABLE IF EXISTS `{table.name}`")
-
-
-def main(spec_path: str) -> int:
-    spec = json.loads(Path(spec_path).read_text())
-    spark = _session(spec["warehouse"])
-    outside = OutsideWrites(Path(spec["warehouse"]))
-    outside.install()
-    results: dict[str, dict[str, Any]] = {}
-    home = os.getcwd()
-    for item in spec["items"]:
-        outside.enter(item)
-        try:
-            _enter(spark, item["sandbox"])
-            (_run_original if spec["side"] == "original" else _run_generated)(item)
-            results[item["name"]] = {"ok": True, "error": "", "redirected": outside.redirected}
-        except BaseException as exc:  # report every failure, keep going with the next item
-            tb = traceback.format_exception(exc)
-            results[item["name"]] = {"ok": False, "error": "".join(tb[-3:]).strip()[-1500:]}
-        finally:
-            os.chdir(home)
-            _collect_tables(spark, Path(item["sandbox"]))
-    Path(spec_path).with_suffix(".result.json").write_text(json.dumps(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))
+SITECUSTOMIZE = """# pysetl-dagster migrate --verify: records the sinks this process writes
+try:
+    from pysetl_dagster.migrate.verify_hooks import install
+except Exception:  # not the migration's Python: nothing to record
+    install = None
+if install is not None:
+    install()
+"""

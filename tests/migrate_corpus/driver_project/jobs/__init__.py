@@ -1,0 +1,1 @@
+"""Jobs the runner selects by name."""
