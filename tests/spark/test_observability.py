@@ -108,7 +108,7 @@ def test_every_spark_job_of_a_run_carries_run_and_asset_tags(
 def test_a_factory_that_raises_leaves_no_job_running_and_no_labels(
     spark: SparkSession, resources: dict[str, Any]
 ) -> None:
-    @F.udf("long")
+    @F.udf("long", useArrow=False)
     def slow(x: int) -> int:
         import time
 
@@ -198,7 +198,7 @@ def test_materialization_metadata_has_spark_metrics(
 def test_a_failing_factory_names_factory_stage_inputs_and_spark_stage(
     spark: SparkSession, resources: dict[str, Any]
 ) -> None:
-    @F.udf("long")
+    @F.udf("long", useArrow=False)
     def explode_on_two(x: int) -> int:
         if x == 2:
             raise ValueError("value 2 is not allowed")
