@@ -170,7 +170,7 @@ secret_test:
       spark.hadoop.fs.s3a.secret.key: {{env: RETAIL_S3_SECRET_KEY}}
   resources:
     warehouse:
-      class: pysetl_dagster.profiles:Credentials
+      class: pysetl_dagster.defs.profiles:Credentials
       config: {{user: retail, password: {{env: RETAIL_DB_PASSWORD}}}}
 """,
     )

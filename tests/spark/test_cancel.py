@@ -27,7 +27,7 @@ def test_runs_on_a_stored_instance_are_watched_ephemeral_ones_are_not(
     """The watcher polls run storage from a thread. An ephemeral instance (what `materialize()`
     uses) keeps runs in shared-cache in-memory SQLite, where that read made the run's own
     status update fail with "database table is locked: runs" (CI, 2026-11-23)."""
-    from pysetl_dagster import observability
+    from pysetl_dagster.spark import cancel
 
     @dg.asset
     def counted(pyspark: PySparkSessionResource) -> int:
@@ -36,11 +36,11 @@ def test_runs_on_a_stored_instance_are_watched_ephemeral_ones_are_not(
     resources = {"pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False)}
     ephemeral = dg.materialize([counted], resources=resources)
     assert ephemeral.success
-    assert ephemeral.run_id not in observability._WATCHERS
+    assert ephemeral.run_id not in cancel._WATCHERS
 
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         stored = dg.materialize([counted], resources=resources, instance=instance)
         assert stored.success
-        watcher = observability._WATCHERS[stored.run_id]
+        watcher = cancel._WATCHERS[stored.run_id]
         watcher._thread.join(5)  # it ends by itself once it sees the run finished
         assert not watcher._thread.is_alive()
