@@ -170,7 +170,7 @@ def test_local_jvm_peak_bounds_sparks_figure(spark: SparkSession) -> None:
 
 _BEFORE_HEARTBEAT = """
 from pyspark.sql import SparkSession
-from pysetl_dagster.memory import executor_peak_memory_mb, spark_reported_peak_mb
+from pysetl_dagster.spark.memory import executor_peak_memory_mb, spark_reported_peak_mb
 spark = (SparkSession.builder.master("local[1]")
          .config("spark.executor.heartbeatInterval", "100s")
          .config("spark.network.timeout", "200s")

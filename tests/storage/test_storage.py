@@ -18,7 +18,9 @@ from pysetl_dagster.storage.store import StorageBackend
 from tests.fixtures.numbers_pipeline import NumberRow, Numbers, StubFactory, numbers_config
 
 
-@F.udf(LongType())
+# useArrow=False: a plain Python UDF, as by default, without pyspark trying (and warning that
+# it cannot) to infer a pandas UDF type from the `int` hints
+@F.udf(LongType(), useArrow=False)
 def _explode_on_big_values(value: int) -> int:
     """Runs in Spark's Python workers, during the write: fails the job half way through."""
     if value >= 10:
