@@ -19,6 +19,22 @@ from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager  # noqa
 from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _no_current_dagster_instance_leaks() -> Iterator[None]:
+    """Each test starts with no "current" Dagster instance storage, and leaves none behind.
+
+    `with DagsterInstance` sets Dagster's current defs-state storage (a ContextVar holding a
+    weak reference to the instance). When a test's instance is entered in one place and
+    collected elsewhere, the variable outlives it, and every later `Definitions` load in the
+    session fails with "Attempted to resolve undefined DagsterInstance weakref" (96 tests of a
+    clean-clone run, all after tests/automation). Resetting it around each test keeps one
+    test's instance out of the next."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
