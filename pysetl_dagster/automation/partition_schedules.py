@@ -1,16 +1,6 @@
-"""Partitioned Factories: declared in PySetl words, run by Dagster one partition at a time.
-
-    class DailyOrders(Factory[DataSet[Order]]):
-        partitions = daily("2024-01-01")          # or static(["eu", "us"]), or any
-                                                  # dagster PartitionsDefinition
-        def read(self):
-            day = self.partition_key                 # "2024-01-05", set for every run
-
-The translator puts the declaration on the Factory's AssetSpec (`get_partitions_def`), so the UI
-shows partitions and backfills; the step hands the run's partition key to the Factory's private
-copy; the storage keeps one folder per partition. A partitioned consumer reads the same
-partition of a partitioned upstream (Dagster's default mapping); an unpartitioned consumer reads
-every stored partition, as one lazy DataFrame (no rows reach the driver).
+"""Schedules of time-partitioned jobs: `latest_partition_schedule` runs the job once per
+time partition, on the latest complete one, requesting `RunRequest(partition_key=...)`
+itself (Dagster's own builder calls a deprecated API on every tick).
 """
 
 from __future__ import annotations

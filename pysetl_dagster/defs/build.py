@@ -1,10 +1,6 @@
-"""One call from a PySetl Pipeline to everything Dagster shows for it, and to `Definitions`.
-
-    pipeline_defs = pysetl_pipeline(build_pipeline(), name="retail")
-    defs = build_definitions(pipeline_defs, storage_path="data/warehouse")
-
-gives an asset per Factory (and per external input), an asset job and a Stage job (both on the
-in-process executor: one process, one SparkSession a run), and the resources they need.
+"""`build_definitions`: one or many pipelines -> `dagster.Definitions`, with default Spark
+and storage resources (or a profile's). Assets shared by pipelines appear once (by
+signature); two different definitions of one key are an error naming both pipelines.
 """
 
 from __future__ import annotations

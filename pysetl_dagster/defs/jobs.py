@@ -1,16 +1,6 @@
-"""Partitioned Factories: declared in PySetl words, run by Dagster one partition at a time.
-
-    class DailyOrders(Factory[DataSet[Order]]):
-        partitions = daily("2024-01-01")          # or static(["eu", "us"]), or any
-                                                  # dagster PartitionsDefinition
-        def read(self):
-            day = self.partition_key                 # "2024-01-05", set for every run
-
-The translator puts the declaration on the Factory's AssetSpec (`get_partitions_def`), so the UI
-shows partitions and backfills; the step hands the run's partition key to the Factory's private
-copy; the storage keeps one folder per partition. A partitioned consumer reads the same
-partition of a partitioned upstream (Dagster's default mapping); an unpartitioned consumer reads
-every stored partition, as one lazy DataFrame (no rows reach the driver).
+"""How a pipeline's Factories split into jobs Dagster accepts: one asset job per partitions
+definition (`<name>_assets`, `<name>_<daily|static|...>_assets`), and whether a Stage job can
+run them (one partition key for every op of a Stage run).
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
-"""Cross-pipeline links: one pipeline's external input is another pipeline's Factory output.
-
-    retail = pysetl_pipeline(build_retail(), name="retail")
-    returns_pipeline.set_input_from_deliverable(retail.output(EnrichedOrders))
-    returns = pysetl_pipeline(returns_pipeline, name="returns")
-    defs = build_definitions(retail, returns)
-
-The downstream Factory then depends on the upstream pipeline's asset key (no duplicate asset,
-one lineage graph in the UI) and, when it runs, reads the stored current version of that asset
-through the IO manager, in the asset job and the Stage job alike.
+"""Inputs read from another pipeline at run time: a linked input (`pipeline.output(...)`)
+is replaced by the upstream asset's current stored version, read through the store with its
+manifest's schema, and its manifest feeds the consumer's cache key.
 """
 
 from __future__ import annotations

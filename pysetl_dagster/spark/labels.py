@@ -1,4 +1,4 @@
-"""Tie Spark's work to Dagster runs: labels, cancellation and metrics of every Spark job.
+"""Tie Spark's work to Dagster runs: every Spark job labelled with its run, asset and step.
 
 PySetl Factories are lazy: `read()`/`process()` mostly build plans, and the Spark jobs run
 later, when the IO manager writes the output (and reads upstream versions inside that write).
