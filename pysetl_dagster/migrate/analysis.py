@@ -31,6 +31,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .naming_rules import camel, identifier
 from .terminals import PATH_TERMINALS, READ_TERMINALS, WRITE_TERMINALS
+from .terminals import attr_chain as _attr_chain
 
 READ_ROOTS = ("read", "readStream", "table", "sql", "createDataFrame", "range")
 DISPLAY_METHODS = {
@@ -219,25 +220,6 @@ def _names(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
 
     Visitor().visit(node)
     return loads, stores, mutated
-
-
-def _attr_chain(node: ast.AST) -> list[str]:
-    """`spark.read.format("csv").load` -> ["spark", "read", "format", "load"]."""
-    parts: list[str] = []
-    while True:
-        if isinstance(node, ast.Call):
-            node = node.func
-        elif isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        elif isinstance(node, ast.Subscript):
-            node = node.value
-        elif isinstance(node, ast.Name):
-            parts.append(node.id)
-            break
-        else:
-            break
-    return list(reversed(parts))
 
 
 def _calls(node: ast.AST) -> list[ast.Call]:

@@ -12,6 +12,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from .terminals import attr_chain as _chain
+
 COLLECTING = {"collect", "toPandas", "toLocalIterator", "first", "take", "head", "tail"}
 PRINTED_DATA = COLLECTING | {"count", "agg", "describe", "summary", "show", "columns", "dtypes"}
 RDD_METHODS = {
@@ -36,24 +38,6 @@ class Finding:
     kind: str  # e.g. "collect()", "print of data", "dynamic import", "global", "RDD"
     code: str  # the construct, shortened
     action: str  # what happened to it
-
-
-def _chain(node: ast.AST) -> list[str]:
-    parts: list[str] = []
-    while True:
-        if isinstance(node, ast.Call):
-            node = node.func
-        elif isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        elif isinstance(node, ast.Subscript):
-            node = node.value
-        elif isinstance(node, ast.Name):
-            parts.append(node.id)
-            break
-        else:
-            break
-    return list(reversed(parts))
 
 
 def _short(node: ast.AST) -> str:

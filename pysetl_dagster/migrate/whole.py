@@ -29,6 +29,7 @@ import libcst as cst
 from .analysis import Analysis
 from .findings import SPARK_RECEIVER
 from .naming_rules import camel
+from .terminals import attr_chain as _chain
 
 PURE_CALLS = {
     "dict",
@@ -140,24 +141,6 @@ def _bound_names(tree: ast.AST) -> set[str]:
             continue
         todo.extend(ast.iter_child_nodes(node))
     return names
-
-
-def _chain(node: ast.AST) -> list[str]:
-    parts: list[str] = []
-    while True:
-        if isinstance(node, ast.Call):
-            node = node.func
-        elif isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        elif isinstance(node, ast.Subscript):
-            node = node.value
-        elif isinstance(node, ast.Name):
-            parts.append(node.id)
-            break
-        else:
-            break
-    return list(reversed(parts))
 
 
 def _type_names(tree: ast.Module) -> set[str]:
