@@ -1,0 +1,1 @@
+"""Dagster components for PySetl pipelines (``dg scaffold``/``list``/``check defs``)."""
