@@ -50,6 +50,8 @@ class MetadataKey:
     """Job and materialization: the pipeline's Mermaid diagram."""
     DRIVER_PEAK_RSS_MB: Final = "pysetl/driver_peak_rss_mb"
     """Materialization: the driver's peak resident memory during the step."""
+    DRIVER_PEAK_SHARED: Final = "pysetl/driver_peak_shared"
+    """Materialization: the driver peak covers Factories that ran at the same time."""
     ENABLED: Final = "pysetl/enabled"
     """Schedule: what the declaration said of its status (true, false, profile)."""
     FACTORY: Final = "pysetl/factory"

@@ -3,8 +3,10 @@
     pipeline_defs = pysetl_pipeline(build_pipeline(), name="retail")
     defs = build_definitions(pipeline_defs, storage_path="data/warehouse")
 
-gives an asset per Factory (and per external input), an asset job and a Stage job (both on the
-in-process executor: one process, one SparkSession a run), and the resources they need.
+gives an asset per Factory (and per external input), an asset job (on `pysetl_executor`:
+independent Factories at once, threads over one SparkSession or processes under Spark Connect),
+a Stage job (Stages in order in one process, a Stage's Factories at once), and the resources
+they need.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dagster import (
     ScheduleDefinition,
     SensorDefinition,
     define_asset_job,
-    in_process_executor,
 )
 from dagster._core.definitions.partitions.partitioned_schedule import (
     UnresolvedPartitionedAssetScheduleDefinition,
@@ -49,6 +50,7 @@ from pysetl_dagster.automation.sensors import (
     upstream_sensor,
 )
 from pysetl_dagster.defs.assets import asset_signature, build_pysetl_assets
+from pysetl_dagster.defs.executor import pysetl_executor
 from pysetl_dagster.defs.jobs import partition_groups, partition_job_names, stage_job_partitions
 from pysetl_dagster.defs.ops import build_stage_job
 from pysetl_dagster.defs.templates import extend_pipeline, factory_run_config
@@ -269,7 +271,7 @@ def pysetl_pipeline(
         define_asset_job(
             name=job_name,
             selection=AssetSelection.assets(*keys),
-            executor_def=in_process_executor,
+            executor_def=pysetl_executor,
             description=description,
             metadata=metadata,
             config=_config_for(asset_config, translated, keys) if factory_config else None,

@@ -68,6 +68,12 @@ class SparkSettings(_Strict):
     master: str = "local[*]"
     app_name: str = "pysetl-dagster"
     remote: str | None = None
+    max_concurrent_factories: int | None = Field(
+        default=None,
+        ge=1,
+        description="Independent Factories a run executes at once (1: one after another); "
+        "default: the Spark resource's.",
+    )
     config: dict[str, ConfigValue] = Field(default_factory=dict)
     secret_config: dict[str, EnvRef] = Field(
         default_factory=dict,
@@ -162,7 +168,13 @@ class Profile(_Strict):
 
         config: dict[str, Any] = {k: str(v) for k, v in self.spark.config.items()}
         config.update(extra_config or {})
+        concurrency: dict[str, Any] = (
+            {"max_concurrent_factories": self.spark.max_concurrent_factories}
+            if self.spark.max_concurrent_factories is not None
+            else {}
+        )
         return PySparkSessionResource(
+            **concurrency,
             secret_config={k: v.to_env_var() for k, v in self.spark.secret_config.items()},
             master=self.spark.master,
             app_name=self.spark.app_name,

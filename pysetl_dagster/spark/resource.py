@@ -23,6 +23,11 @@ from pyspark.sql import SparkSession
 from pysetl_dagster.errors import PySetlSparkError
 from pysetl_dagster.spark.cancel import stop_watching, watch_run
 
+DEFAULT_MAX_CONCURRENT_FACTORIES = 4
+"""Independent Factories a run executes at once by default: enough to fill a small machine's
+cores with one-partition Factories; a Factory that already fills every core loses nothing
+(FAIR pools share the cores), see docs/benchmarks.md "Parallel Factories"."""
+
 _STOP_HOOK_LOCK = threading.Lock()
 _STOP_HOOK_REGISTERED = False
 
@@ -65,6 +70,16 @@ class PySparkSessionResource(ConfigurableResource):
         "instance (plain `materialize()`), which nothing outside the process can terminate.",
     )
 
+    max_concurrent_factories: int = Field(
+        default=DEFAULT_MAX_CONCURRENT_FACTORIES,
+        ge=1,
+        description="How many independent Factories a run executes at the same time: the "
+        "Factories of one Stage in the Stage job, the ready assets in the asset job (threads "
+        "over this session on a classic session, in FAIR scheduler pools named per asset; "
+        "processes under Spark Connect). 1 runs them one after another. The run config of "
+        "the job's executor may override it (execution: config: max_concurrent_factories).",
+    )
+
     _spark_session: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -92,6 +107,10 @@ class PySparkSessionResource(ConfigurableResource):
             conf["spark.remote"] = self.remote
         elif self.master:
             conf["spark.master"] = self.master
+        if not self.remote:
+            # Factories run on threads of this session at the same time: share its cores
+            # fairly, one pool per asset (see spark/labels.py), unless configured otherwise.
+            conf["spark.scheduler.mode"] = "FAIR"
         conf.update(self.spark_config)
         conf.update(self.secret_config)
         # imported here: dagster-pyspark (and dagster-spark under it) cost ~0.2 s of import,
