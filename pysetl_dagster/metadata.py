@@ -20,6 +20,9 @@ class MetadataKey:
     """Asset spec: a branch's condition and its two alternatives."""
     BRANCH_TAKEN: Final = "pysetl/branch_taken"
     """Materialization: which alternative of a branch ran, and why."""
+    CACHE_FINGERPRINT: Final = "pysetl/cache_fingerprint"
+    """Materialization: per external input, which kind of fingerprint decided (stat, content,
+    checksum, listing, value)."""
     CACHE_KEY: Final = "pysetl/cache_key"
     """Materialization: the cache key of the stored version."""
     CACHE_MISSING: Final = "pysetl/cache_missing"

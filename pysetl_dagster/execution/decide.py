@@ -109,6 +109,7 @@ def decide_cache(state: StepState) -> None:
             f"{c.name}|{c.severity}|{c.blocking}|{c.description}"
             for c in (plan.checks if plan is not None else ())
         ],
+        content_hash=storage.input_fingerprint == "content",
     )
     tags = state.context.run.tags
     records = storage.store.cache_records(state.key, state.partition)

@@ -139,6 +139,13 @@ class SparkParquetIOManager(ConfigurableIOManager):
         description="Default time-to-live of stored versions for the cache, in seconds "
         "(a Factory's `cache_ttl` overrides it). None: versions never expire.",
     )
+    input_fingerprint: Literal["stat", "content"] = Field(
+        default="stat",
+        description="How the cache key sees local files named by external inputs: 'stat' "
+        "(size, mtime, ctime, inode, device: no read) or 'content' (their bytes hashed; an "
+        "input's class can ask for it alone with `pysetl_content_hash = True`). Remote files "
+        "count by their filesystem's checksum where there is one.",
+    )
 
     own_sink: Literal["deferred", "persist", "inline"] = Field(
         default="deferred",
