@@ -489,9 +489,14 @@ class _Assembly:
         for component in components:
             build_one(component)
         profile, storage = cls._settings(components)
-        definitions = build_definitions(
-            *(built[id(c)] for c in components), profile=profile, storage_path=storage
-        )
+        try:
+            definitions = build_definitions(
+                *(built[id(c)] for c in components), profile=profile, storage_path=storage
+            )
+        except PySetlDefinitionError as exc:  # say which defs.yaml files are involved
+            named = [str(c.origin.file) for c in components if f"{built[id(c)].name!r}" in str(exc)]
+            where = ", ".join(named or [str(c.origin.file) for c in components])
+            raise PySetlDefinitionError(f"{exc} (components: {where})") from exc
         return cls(definitions, built)
 
     @staticmethod

@@ -22,7 +22,7 @@ class PySetlPipelineScaffoldParams(BaseModel):
     Attributes:
         pipeline: `module:attribute` of an existing Pipeline (or function returning one);
             when given, no sample is written.
-        factory: the sample Factory's class name.
+        factory: the sample Factory's class name (default: `<Folder>Records`).
     """
 
     pipeline: str | None = Field(
@@ -30,7 +30,11 @@ class PySetlPipelineScaffoldParams(BaseModel):
         description="module:attribute of an existing PySetl Pipeline (or a function "
         "returning one); without it a sample Factory is written beside defs.yaml.",
     )
-    factory: str = Field(default="CleanRecords", description="The sample Factory's class name.")
+    factory: str | None = Field(
+        default=None,
+        description="The sample Factory's class name (default: from the folder's name, "
+        "e.g. my_pipeline -> MyPipelineRecords, so samples in one project never collide).",
+    )
 
 
 class PySetlPipelineScaffolder(Scaffolder[PySetlPipelineScaffoldParams]):
@@ -49,28 +53,9 @@ class PySetlPipelineScaffolder(Scaffolder[PySetlPipelineScaffoldParams]):
         name = snake_case(folder.name) or "pipeline"
         reference = params.pipeline
         if reference is None:
-            class_name = templates.factory_class_name(params.factory)
-            write_sample(folder, name, class_name, factory_import=f".{snake_case(class_name)}")
+            class_name = templates.factory_class_name(params.factory or f"{name}_records")
+            templates.write_sample(
+                folder, name, class_name, factory_import=f".{snake_case(class_name)}"
+            )
             reference = ".pipeline:build_pipeline"
         (folder / "defs.yaml").write_text(templates.render_defs_yaml(reference, name))
-
-
-def write_sample(folder: Path, pipeline_name: str, class_name: str, *, factory_import: str) -> None:
-    """The sample Factory module, the pipeline module and the sample CSV, in `folder`.
-
-    Args:
-        folder: where `pipeline.py` goes (the Factory module too when `factory_import` is
-            relative).
-        pipeline_name: the pipeline's name.
-        class_name: the sample Factory's class name.
-        factory_import: the module the pipeline imports the Factory from (`.clean_records`:
-            beside it, written here too).
-    """
-    if factory_import.startswith("."):
-        (folder / f"{factory_import[1:]}.py").write_text(templates.render_factory(class_name))
-    (folder / "pipeline.py").write_text(
-        templates.render_pipeline(pipeline_name, factory_import, class_name)
-    )
-    data = folder / "data"
-    data.mkdir(exist_ok=True)
-    (data / "sample.csv").write_text(templates.SAMPLE_CSV)

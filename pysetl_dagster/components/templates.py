@@ -10,6 +10,7 @@ that reads them, storage and profile come from the environment at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from string import Template
 
 from pysetl_dagster.translation.naming import snake_case
@@ -212,7 +213,6 @@ directory_type = "project"
 
 [tool.dg.project]
 root_module = "$package"
-registry_modules = ["$package.components.*"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
@@ -312,3 +312,22 @@ def render_factory_test(factory_import: str, class_name: str) -> str:
     return FACTORY_TEST.substitute(
         factory_import=factory_import, class_name=class_name, snake=snake_case(class_name)
     )
+
+
+def write_sample(folder: Path, pipeline_name: str, class_name: str, *, factory_import: str) -> None:
+    """The sample Factory module, the pipeline module and the sample CSV, in `folder`.
+
+    Args:
+        folder: where `pipeline.py` goes (the Factory module too when `factory_import` is
+            relative).
+        pipeline_name: the pipeline's name.
+        class_name: the sample Factory's class name.
+        factory_import: the module the pipeline imports the Factory from (`.clean_records`:
+            beside it, written here too).
+    """
+    if factory_import.startswith("."):
+        (folder / f"{factory_import[1:]}.py").write_text(render_factory(class_name))
+    (folder / "pipeline.py").write_text(render_pipeline(pipeline_name, factory_import, class_name))
+    data = folder / "data"
+    data.mkdir(exist_ok=True)
+    (data / "sample.csv").write_text(SAMPLE_CSV)
