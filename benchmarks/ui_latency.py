@@ -84,8 +84,7 @@ def dev_server(work: Path, classic: bool) -> Iterator[int]:
     stops it (Ctrl-C to the process group), killed if it does not go."""
     port = _free_port()
     home = work / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home.mkdir(parents=True, exist_ok=True)  # scripts/dev writes its dagster.yaml, as for a user
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
