@@ -329,6 +329,19 @@ def _stop_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         process.wait(timeout=10)
 
 
+def _alive(pid: int | None) -> bool:
+    """Whether process `pid` still exists (always true for None)."""
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; print the URL first (for ``scripts/dev``)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -337,6 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--driver-memory", default=None)
     parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="stop the server when this process is gone (scripts/dev passes its own pid, so "
+        "a killed script leaves no server behind)",
+    )
     args = parser.parse_args(argv)
     stop = False
 
@@ -359,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(server.url, flush=True)
     try:
-        while not stop and server.running:
+        while not stop and server.running and _alive(args.parent_pid):
             time.sleep(0.5)
     finally:
         server.stop()
