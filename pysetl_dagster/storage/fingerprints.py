@@ -295,6 +295,8 @@ def _remote_fingerprint(uri: str) -> str:
     spark = SparkSession.getActiveSession()
     if spark is None:
         raise Unfingerprintable(f"{uri} is remote and no SparkSession is active to list it")
+    if getattr(spark, "_jsc", None) is None:  # Spark Connect: no JVM here, list with pyarrow
+        return _arrow_fingerprint(uri)
     jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
     entries = []
@@ -311,6 +313,26 @@ def _remote_fingerprint(uri: str) -> str:
         reason = str(exc).strip().splitlines()
         detail = next((line for line in reason if "Exception" in line), reason[0] if reason else "")
         raise Unfingerprintable(f"{uri} cannot be listed: {detail.strip()[:200]}") from exc
+    return f"uri:{uri}:" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+
+
+def _arrow_fingerprint(uri: str) -> str:
+    """Sizes and modification times under a URI through `pyarrow.fs` (a Spark Connect run has
+    no Hadoop client; `s3a://` is read as `s3://`)."""
+    from pyarrow import fs as pafs
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri.replace("s3a://", "s3://", 1))
+        info = filesystem.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            return f"missing:{uri}"
+        found = [info] if info.type == pafs.FileType.File else []
+        if info.type == pafs.FileType.Directory:
+            found = filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+        entries = [f"{f.path}:{f.size}:{f.mtime_ns}" for f in found if f.is_file]
+    except Exception as exc:  # no such filesystem in pyarrow, no credentials, no network
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise Unfingerprintable(f"{uri} cannot be listed without a JVM: {detail[:200]}") from exc
     return f"uri:{uri}:" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
 
 
