@@ -73,6 +73,9 @@ class MetadataKey:
     """Materialization: a short hash of the stored Spark schema."""
     SKIPPED: Final = "pysetl/skipped"
     """Observation or op output: why a Factory was skipped."""
+    SPARK_UNAVAILABLE: Final = "pysetl/spark_unavailable"
+    """Materialization: what the session could not report (Spark Connect has no status store,
+    UI or driver JVM in the run process), instead of failing the run."""
     STAGE: Final = "pysetl/stage"
     """Asset spec and op tag: the Stage index."""
     STORAGE_VERSION: Final = "pysetl/storage_version"

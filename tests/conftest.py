@@ -94,5 +94,6 @@ def native_outputs(spark: SparkSession) -> dict[str, DataFrame]:
     }
 
 
-# The production stack (PostgreSQL, daemon, webserver, code server): one per test session.
-pytest_plugins = ["tests.fixtures.prod_stack"]
+# The production stack (PostgreSQL, daemon, webserver, code server) and a Spark Connect
+# server: each one per test session, started when a selected test needs it.
+pytest_plugins = ["tests.fixtures.prod_stack", "tests.fixtures.connect"]

@@ -229,7 +229,9 @@ def store_and_audit(state: StepState) -> Iterator[StepEvent]:
     finally:
         if storage.in_run_handover != "memory":
             release(run.persisted)  # the lineage ran once: both writes are done
-    state.metadata.update(storage.spark_metadata(run.output, state.run_id, state.asset))
+    state.metadata.update(
+        storage.spark_metadata(run.output, state.run_id, state.asset, stored=state.stored)
+    )
     assert state.driver is not None
     state.metadata.update(memory_metadata(state.spark, state.driver))
     blocked = [o for o in state.outcomes if o.blocks]
