@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from pysetl_dagster.components import templates
+from pysetl_dagster.errors import PySetlError
 from pysetl_dagster.translation.naming import snake_case
 
 SAMPLE_FACTORY = "CleanRecords"
 
 
-class ScaffoldError(Exception):
+class ScaffoldError(PySetlError):
     """A scaffold that cannot be written; the message says why and what to do."""
 
 
