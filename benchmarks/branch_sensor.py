@@ -10,7 +10,9 @@ Two sensors on one code location, fresh storage, the cache off:
 
 For each scripted step a new `numbers` version is written (materialized for real), the flag set,
 and each sensor ticks with a fresh cursor. Spark jobs are counted from the SparkContext's status
-tracker during the ticks. The last line is the JSON the issue names.
+tracker during the ticks. Then, side by side, the same tick after the recorded aggregates are
+removed from the manifest (the one-aggregate fallback). The last line is the JSON the issue
+names.
 
     .venv/bin/python benchmarks/branch_sensor.py [--steps 0 5 1 0 7 2 3 0]
 """
@@ -107,6 +109,30 @@ def main() -> None:
             print(
                 json.dumps({"step": i, "rows": n, "incremental": state["incremental"]}), flush=True
             )
+        # side by side: the same decision without the recorded aggregate (a version written
+        # before the condition existed): one Spark aggregate per data condition
+        manifest_path = Path(tmp, "storage", "numbers", "_current.json")
+        manifest = json.loads(manifest_path.read_text())
+        manifest.pop("aggregates", None)
+        manifest_path.write_text(json.dumps(manifest))
+        fallback_s, fallback_jobs = [], 0
+        for _ in range(5):
+            jobs_before = len(tracker.getJobIdsForGroup(None))
+            with dg.build_sensor_context(instance=instance, repository_def=repo) as context:
+                start = time.perf_counter()
+                repo.get_sensor_def("gate_branching").evaluate_tick(context)
+                fallback_s.append(time.perf_counter() - start)
+            fallback_jobs += len(tracker.getJobIdsForGroup(None)) - jobs_before
+        print(
+            json.dumps(
+                {
+                    "fallback_tick_s_median": round(statistics.median(fallback_s), 4),
+                    "fallback_spark_jobs_per_tick": fallback_jobs / 5,
+                    "manifest_tick_s_median": round(statistics.median(tick_s), 4),
+                }
+            ),
+            flush=True,
+        )
     print(
         json.dumps(
             {

@@ -12,8 +12,8 @@ the decision from those tags instead of evaluating the condition again.
 
 Why decisions are cheap:
 
-- config conditions read the sensor's `flags` (values, `EnvVar`s or callables), else the
-  Factory's `Config` default;
+- config conditions read the sensor's `flags` (values, `EnvVar`s or callables) or the run
+  tags `pysetl/<flag>` it sets, else the Factory's `Config` default;
 - data conditions read the upstream's stored version's manifest: the aggregate of every
   `when_data` condition (and the aggregates a Factory declares in `recorded_aggregates`) is
   observed during the upstream's write (`DataFrame.observe`: no extra Spark job) and kept in
@@ -233,8 +233,9 @@ def ratio(share: float) -> ABRule:
 
 
 def hash_of_partition(share: float = 0.5) -> ABRule:
-    """The second variant for a stable `share` of partition keys (the run's decided inputs
-    when the run has no partition): the same key always gets the same variant."""
+    """The second variant for a stable `share` of partition keys (give the sensor a
+    `partition_key`; without one the assignment number is hashed): the same key always gets
+    the same variant."""
     if not 0 <= share <= 1:
         raise PySetlDefinitionError(f"hash_of_partition({share}): share must be in [0, 1].")
     return ABRule("hash", share)
@@ -313,6 +314,8 @@ def _resource(context: SensorEvaluationContext, key: str) -> Any:
 
 
 def resolve_flag(value: Flag) -> Any:
+    """A flag's value now: an `EnvVar` is read where the sensor runs (the daemon), a callable
+    is called, anything else is the value."""
     if isinstance(value, EnvVar):
         return value.get_value()
     if callable(value):
@@ -321,6 +324,7 @@ def resolve_flag(value: Flag) -> Any:
 
 
 def _config_default(node: FactoryNode, name: str) -> tuple[bool, Any]:
+    """The Factory's own `Config` field `name` (its default), as the step would read it."""
     config = getattr(node.factory, "config", None)
     if config is not None and hasattr(config, name):
         return True, getattr(config, name)
@@ -392,7 +396,8 @@ def _decide_data(
         value = recorded[agg_name]
         where = f"recorded with {name} version {version}"
         cost: Literal["manifest", "spark"] = "manifest"
-    else:
+    else:  # on the resource's session (classic or Connect), started only now
+        env.spark()
         df = storage.store.read_version(
             str(storage.store.asset_dir(key, env.partition) / version), manifest.get("schema")
         )
@@ -625,7 +630,8 @@ def branch_sensor(
     Args:
         factories: the conditioned Factories (or branches) it decides (default: all of them).
         flags: values of config flags (`when_config(name)`): a value, an `EnvVar` or a
-            callable; each becomes the run tag `pysetl/<name>` too.
+            callable; each becomes the run tag `pysetl/<name>` too. A flag neither here nor
+            in `tags` (as `pysetl/<name>`) takes the Factory's `Config` default.
         ab: flag of a `variants(flag, ...)` -> its assignment rule (`alternate()`,
             `ratio(0.2)`, `hash_of_partition()`); the assignment is the flag's value.
         partition_key: the partition the run materializes (and whose manifests it reads).
@@ -643,6 +649,11 @@ def branch_sensor(
             "branch to decide. Declare `condition = when_config(...)` / `when_data(...)` on a "
             "Factory, a branch(...) or variants(...) first."
         )
+    tag_flags = {
+        k[len(FLAG_TAG_PREFIX) :]: v
+        for k, v in (tags or {}).items()
+        if k.startswith(FLAG_TAG_PREFIX) and k.count("/") == 1
+    }
     groups = _variant_groups(translated)
     rules = dict(ab or {})
     for flag in rules:
@@ -677,7 +688,8 @@ def branch_sensor(
         started = time.perf_counter()
         cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
         partition = partition_key(context) if partition_key is not None else None
-        values = {k: resolve_flag(v) for k, v in (flags or {}).items()}
+        values = dict(tag_flags)  # run tags `pysetl/<flag>` given to the sensor, then flags
+        values.update({k: resolve_flag(v) for k, v in (flags or {}).items()})
         counts: dict[str, int] = cursor.get("ab", {})
         ab_reasons: dict[str, str] = {}
         for flag, rule in rules.items():  # the counter moves only when a run is requested
