@@ -14,6 +14,10 @@ from typing import Final
 class MetadataKey:
     """Keys of asset-spec, materialization, observation and check metadata."""
 
+    AB_COMPARISON: Final = "pysetl/ab_comparison"
+    """Observation (by a branching sensor): the variants' latest metrics side by side."""
+    AGGREGATES: Final = "pysetl/aggregates"
+    """Materialization: the aggregates recorded during the write (read by branching sensors)."""
     ASSET_KEY: Final = "pysetl/asset_key"
     """Op output definition metadata: store (and record) this output as that asset."""
     BRANCH: Final = "pysetl/branch"
@@ -89,8 +93,19 @@ class MetadataKey:
 class TagKey:
     """Keys of run and op tags."""
 
+    AB_PREFIX: Final = "pysetl/ab."
+    """Run tag `pysetl/ab.<flag>`: the variant a branching sensor assigned, and by which rule
+    (a `.`, not a second `/`: Dagster deprecates tag keys with two)."""
+    BRANCH_TAKEN: Final = "pysetl/branch_taken"
+    """Run tag: what a branching sensor chose to run (Factories, branch alternatives)."""
     CACHE: Final = "pysetl/cache"
     """Run tag: `off` turns cache reuse off for the run."""
+    CONDITION_PREFIX: Final = "pysetl/condition."
+    """Run tag `pysetl/condition.<asset>`: a branching sensor's verdict (`true: reason`);
+    the step reads it instead of evaluating the condition again. (A `.`, not a second `/`:
+    Dagster deprecates tag keys with two.)"""
+    DECIDED_BY: Final = "pysetl/decided_by"
+    """Run tag: the branching sensor that decided the run's conditions."""
     FAILURE_FACTORIES: Final = "pysetl/failure_factories"
     """Run tag: the Factories of the failed run."""
     FAILURE_HOOK: Final = "pysetl/failure_hook"
