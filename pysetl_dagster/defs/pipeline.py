@@ -35,6 +35,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 from pysetl.workflow import Deliverable, Factory, Pipeline
 
+from pysetl_dagster.automation.branching import branch_sensor
 from pysetl_dagster.automation.partition_schedules import latest_partition_schedule
 from pysetl_dagster.automation.schedules import (
     AutomationDeclaration,
@@ -145,6 +146,12 @@ class PySetlPipelineDefinitions:
     def on_upstream(self, **kwargs: Any) -> SensorDefinition:
         """Run the Factories reading another pipeline's asset when that asset changes."""
         return self._sensor(upstream_sensor(self, **kwargs))
+
+    def branch_sensor(self, **kwargs: Any) -> SensorDefinition:
+        """Decide the pipeline's conditions before any run starts and run only the Factories
+        whose conditions hold (see `pysetl_dagster.automation.branching.branch_sensor`)."""
+        kwargs.setdefault("io_manager_key", self.io_manager_key)
+        return self._sensor(branch_sensor(self, **kwargs))
 
     def on_failure(self, hook: FailureHook | None = None, **kwargs: Any) -> SensorDefinition:
         """Record failed runs of this pipeline and call `hook` and/or `webhook_url`."""
