@@ -60,6 +60,7 @@ from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.executor.init import InitExecutorContext
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
+from pysetl_dagster.execution.concurrent import carry_active_session
 from pysetl_dagster.spark.labels import active_session, cancel_run_jobs
 
 SPARK_RESOURCE_KEY = "pyspark"
@@ -288,8 +289,11 @@ def threaded_plan_iterator(
 def _start(
     step_key: str, step_context: StepExecutionContext, messages: queue.Queue[_Message]
 ) -> threading.Thread:
+    activate = carry_active_session()
+
     def target() -> None:
         try:
+            activate()
             for event in check.generator(dagster_event_sequence_for_step(step_context)):
                 messages.put(_Message(step_key, event=event))
         except BaseException as exc:  # raised on the executor's thread once all steps ended
