@@ -116,7 +116,8 @@ def main_connect(small_rows: int, factor: int) -> None:
             print(f"{size}: {gb:.3f} GB, {meta.get('pysetl/driver_peak_rss_mb')} MB", flush=True)
             shutil.rmtree(source, ignore_errors=True)
             shutil.rmtree(work / f"storage-memory_{size}", ignore_errors=True)
-        result["jvms_in_run_process"] = java_children()
+        # the server is this process's child too, but not part of the run
+        result["jvms_in_run_process"] = java_children(exclude=frozenset({server.process.pid}))
         spark.stop()
     finally:
         server.stop()

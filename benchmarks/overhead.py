@@ -50,8 +50,9 @@ from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl
 from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
 
 
-def java_children() -> int:
-    """JVMs started by this process (Spark's driver runs as a child `java` process)."""
+def java_children(exclude: frozenset[int] = frozenset()) -> int:
+    """JVMs started by this process (Spark's driver runs as a child `java` process), but for
+    the pids in `exclude` (e.g. a Connect server this process started for the benchmark)."""
     me, count = os.getpid(), 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -59,7 +60,8 @@ def java_children() -> int:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:
             continue
-        if comm == "java" and int(stat.rsplit(")", 1)[1].split()[1]) == me:
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if comm == "java" and parent == me and int(pid) not in exclude:
             count += 1
     return count
 
