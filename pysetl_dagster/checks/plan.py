@@ -427,6 +427,8 @@ def build_check_plan(validation: Validation, asset_key: AssetKey, factory: str) 
             name, n = f"{base}_{n}", n + 1
         used.add(name)
         blocks = is_blocking(name, severity)
+        if nan_is_null and kind == "builtin":  # in the description, so in the cache key
+            description += " (NaN as null)"
         checks.append(
             PlannedCheck(name, kind, description, severity, blocks, column, check, nan_is_null)
         )
