@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster_shared.record import is_record
+from dagster_shared.check.record import is_record
 
 from pysetl_dagster.errors import PySetlError
 
@@ -296,7 +296,7 @@ def _remote_fingerprint(uri: str) -> str:
     if spark is None:
         raise Unfingerprintable(f"{uri} is remote and no SparkSession is active to list it")
     jvm: Any = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
     entries = []
     try:
         path = jvm.org.apache.hadoop.fs.Path(uri)
