@@ -68,8 +68,12 @@ class PySparkSessionResource(ConfigurableResource):
     _spark_session: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        # Start the session with the run, before any step loads its inputs through the IO
-        # manager, so every `getOrCreate` in the run returns this configured session.
+        """Start the session with the run (Dagster calls this when the run starts).
+
+        Before any step loads its inputs through the IO manager, so every `getOrCreate` in the
+        run returns this configured session; and, unless `cancel_on_terminate` is off, watch
+        the run so terminating it cancels its Spark jobs.
+        """
         self._init_session()
         run = context.run
         if self.cancel_on_terminate and run is not None and context.instance is not None:
@@ -77,8 +81,11 @@ class PySparkSessionResource(ConfigurableResource):
             watch_run(context.instance, run.run_id, self._spark_session)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        # The run's watcher is per-run state: released with the run (the session stays for
-        # the process; see `stop_at_exit`).
+        """Release the run's cancel watcher when the run ends (Dagster calls this).
+
+        The watcher is per-run state; the session stays for the process (see
+        `stop_at_exit`), so the next run in the process reuses it.
+        """
         if context.run is not None:
             stop_watching(context.run.run_id)
 
@@ -106,8 +113,9 @@ class PySparkSessionResource(ConfigurableResource):
     def spark_session(self) -> SparkSession:
         """The run's SparkSession, started on first use."""
         self._init_session()
-        assert self._spark_session is not None
-        return self._spark_session
+        session: SparkSession = self._spark_session  # set by _init_session (a PrivateAttr: Any)
+        assert session is not None
+        return session
 
     @property
     def spark_context(self) -> Any:
