@@ -137,7 +137,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --orders 5000 --rounds 1",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.orders, args.rounds = 5_000, 1
 
     spark = (
         SparkSession.builder.master("local[2]")
