@@ -95,7 +95,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=2_000_000)
     parser.add_argument("--input-mb", type=int, default=1024, help="size of the input file")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --orders 20000",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.orders = 20_000
 
     spark = (
         SparkSession.builder.master("local[2]")

@@ -34,7 +34,14 @@ def main() -> None:
         action="store_true",
         help="without the resource's cancel-on-terminate watcher (Dagster's interrupt only)",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --seconds 20 --after 3",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.after = 20.0, 3.0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])

@@ -199,7 +199,14 @@ def main() -> None:
         action="store_true",
         help="also time Dagster alone on the same shape (no pysetl-dagster), for comparison",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --sizes 100 --repeat 3 --dagster-only",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeat, args.dagster_only = [100], 3, True
     if args.measure_import:
         print(json.dumps(measure_import(args.repeat)))
     load_seconds(10)  # warm imports and caches the first call pays

@@ -133,8 +133,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small-rows", type=int, default=4_500_000)
     parser.add_argument("--factor", type=int, default=10)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --small-rows 200000 --factor 3",
+    )
     parser.add_argument("--connect", action="store_true", help="the Spark Connect row")
     args = parser.parse_args()
+    if args.quick:
+        args.small_rows, args.factor = 200_000, 3
     if args.connect:
         main_connect(args.small_rows, args.factor)
         return

@@ -41,12 +41,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--parallel", type=int, default=2, help="files verified at a time")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): the first 3 files of the corpus",
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pysetl-migrate-bench-") as tmp:
         out, scratch = Path(tmp) / "out", Path(tmp) / "scratch"
         names: set[str] = set()
-        paths = discover(args.corpus)
+        paths = discover(args.corpus)[:3] if args.quick else discover(args.corpus)
         project = Project.of(paths)
         results = [analyse(p, names, project) for p in paths]
         for r in results:

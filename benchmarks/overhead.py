@@ -209,10 +209,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --orders 5000 --rounds 1",
+    )
     parser.add_argument("--connect", action="store_true", help="add the Spark Connect column")
     parser.add_argument("--connect-worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.orders, args.rounds = 5_000, 1
     if args.connect_worker:
         connect_worker(args.connect_worker, Path(args.data))
         return

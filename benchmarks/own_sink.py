@@ -140,7 +140,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=4_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --rows 100000 --rounds 1",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.rounds = 100_000, 1
     spark = (
         SparkSession.builder.master("local[2]")
         .config("spark.sql.shuffle.partitions", "8")

@@ -76,7 +76,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --sizes 100 1000 --repeat 3",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeat = [100, 1000], 3
     for n in args.sizes:
         print(json.dumps(measure(n, args.repeat)), flush=True)
 

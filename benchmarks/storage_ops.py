@@ -56,7 +56,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--keep", type=int, default=2)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --rounds 5",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 5
     spark = (
         SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
     )

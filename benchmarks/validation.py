@@ -224,7 +224,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--rounds", type=int, default=3, help="counted rounds (+1 warm-up)")
     parser.add_argument("--breakdown", action="store_true", help="time the parts of check_s")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --rows 100000 --rounds 1",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.rounds = 100_000, 1
     ROWS = args.rows
     spark = (
         SparkSession.builder.master("local[2]")

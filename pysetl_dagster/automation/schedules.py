@@ -99,7 +99,7 @@ def profiled_schedule(
 # -- declarative automation ----------------------------------------------------------------
 
 
-AutomationDeclaration = AutomationCondition | Mapping[Any, AutomationCondition] | None
+AutomationDeclaration = AutomationCondition[Any] | Mapping[Any, AutomationCondition[Any]] | None
 
 
 def apply_automation(translated: TranslatedPipeline, declared: AutomationDeclaration) -> None:
@@ -108,7 +108,7 @@ def apply_automation(translated: TranslatedPipeline, declared: AutomationDeclara
     condition. A Factory class may also declare `automation_condition = ...` itself; the
     pipeline's declaration wins. Unknown Factories are a load-time error naming them."""
     graph = translated.graph
-    per_node: dict[Any, AutomationCondition] = {}
+    per_node: dict[Any, AutomationCondition[Any]] = {}
     for node in graph.nodes:
         own = translated.declarations[node].automation_condition
         if own is not None:

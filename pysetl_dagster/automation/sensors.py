@@ -298,7 +298,7 @@ def upstream_sensor(
 FailureHook = Callable[[dict[str, Any]], object]
 
 
-def failure_record(pipeline: AutomationTarget, context: RunFailureSensorContext) -> dict:
+def failure_record(pipeline: AutomationTarget, context: RunFailureSensorContext) -> dict[str, Any]:
     """What the failure hook receives: the run, the failed Factories and their errors."""
     by_step = {
         pipeline.translated.key_of(n).to_python_identifier(): n.name for n in pipeline.graph.nodes

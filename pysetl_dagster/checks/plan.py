@@ -32,7 +32,7 @@ pandas' semantics ("NaN is null": NaN fails `not_nullable` and passes every valu
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -381,7 +381,7 @@ class CheckPlan:
         schema_kinds = {"columns", "nullable", "drift"}
         if depth is ValidationDepth.SCHEMA_AND_DATA:
             return self
-        keep = (
+        keep: Callable[[PlannedCheck], bool] = (
             (lambda c: c.kind in schema_kinds)
             if depth is ValidationDepth.SCHEMA_ONLY
             else (lambda c: c.kind not in schema_kinds)

@@ -43,7 +43,6 @@ from pysetl_dagster.automation.schedules import (
     pipeline_schedule,
 )
 from pysetl_dagster.automation.sensors import (
-    FactoryRef,
     FailureHook,
     failure_sensor,
     new_files_sensor,
@@ -61,7 +60,7 @@ from pysetl_dagster.translation.diagram import mermaid_diagram
 from pysetl_dagster.translation.graph import PipelineGraph
 from pysetl_dagster.translation.links import UpstreamAsset
 from pysetl_dagster.translation.naming import snake_case
-from pysetl_dagster.translation.specs import TranslatedPipeline, translate
+from pysetl_dagster.translation.specs import FactoryRef, TranslatedPipeline, translate
 from pysetl_dagster.translation.translator import PySetlTranslator
 
 AnySchedule = ScheduleDefinition | UnresolvedPartitionedAssetScheduleDefinition
@@ -100,6 +99,8 @@ class PySetlPipelineDefinitions:
 
     @property
     def graph(self) -> PipelineGraph:
+        """The resolved PySetl graph (Factories, Deliveries, Stages) the definitions come from:
+        what `describe`, sensors and schedules read to find Factories and their keys."""
         return self.translated.graph
 
     def asset_key(self, factory: type[Factory[Any]] | Factory[Any]) -> AssetKey:

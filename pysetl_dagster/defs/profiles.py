@@ -162,6 +162,8 @@ class Profile(_Strict):
 
     @property
     def schedule_status(self) -> DefaultScheduleStatus:
+        """The default status of the pipelines' schedules under this profile: RUNNING when
+        `schedules.enabled`, so production runs them and a laptop does not."""
         return (
             DefaultScheduleStatus.RUNNING
             if self.schedules.enabled
@@ -238,7 +240,7 @@ class Profile(_Strict):
         return {key: settings.build() for key, settings in self.resources.items()}
 
 
-class Credentials(ConfigurableResource):  # type: ignore[misc]
+class Credentials(ConfigurableResource):
     """A user and a password for an external system; the password comes from `{env: NAME}`."""
 
     user: str

@@ -207,7 +207,7 @@ def layout(analysis: Analysis) -> Layout:
         if _is_main_guard(node):
             assert isinstance(node, cst.If)
             inner = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
-            placed += [(n, "flow") for n in inner]  # type: ignore[misc]
+            placed += [(n, "flow") for n in inner]
             continue
         if isinstance(node, cst.SimpleStatementLine) and all(
             isinstance(s, cst.Import | cst.ImportFrom) for s in node.body

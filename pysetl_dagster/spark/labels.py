@@ -95,7 +95,7 @@ class _Saved:
 
 def _set_description(sc: Any, description: str | None) -> None:
     if sc is not None:
-        sc.setLocalProperty("spark.job.description", description)  # type: ignore[arg-type]
+        sc.setLocalProperty("spark.job.description", description)
 
 
 @contextmanager
@@ -161,7 +161,7 @@ def spark_job_scope(
             # would do. Cleared, not restored: what was there before is most likely a group
             # PySetl's Stage left behind (it never clears its own), which must not leak on.
             for prop in saved.properties:
-                sc.setLocalProperty(prop, None)  # type: ignore[arg-type]
+                sc.setLocalProperty(prop, None)
 
 
 class SparkJobScope:

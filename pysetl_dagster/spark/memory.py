@@ -211,7 +211,7 @@ def count_input_scans(spark: SparkSession | None, path_substring: str, tag: str)
         return 0
     with suppress(Exception):
         sc._jsc.sc().listenerBus().waitUntilEmpty(5000)
-    store = spark._jsparkSession.sharedState().statusStore()  # type: ignore[attr-defined]
+    store = spark._jsparkSession.sharedState().statusStore()
     executions = store.executionsList()
     scans = 0
     for i in range(executions.size()):

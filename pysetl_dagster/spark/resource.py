@@ -98,8 +98,12 @@ class PySparkSessionResource(ConfigurableResource):
     _spark_session: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        # Start the session with the run, before any step loads its inputs through the IO
-        # manager, so every `getOrCreate` in the run returns this configured session.
+        """Start the session with the run (Dagster calls this when the run starts).
+
+        Before any step loads its inputs through the IO manager, so every `getOrCreate` in the
+        run returns this configured session; and, unless `cancel_on_terminate` is off, watch
+        the run so terminating it cancels its Spark jobs.
+        """
         self._init_session()
         run = context.run
         if self.cancel_on_terminate and run is not None and context.instance is not None:
@@ -107,8 +111,12 @@ class PySparkSessionResource(ConfigurableResource):
             watch_run(context.instance, run.run_id, self._spark_session)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        # The run's watcher is per-run state: released with the run (a classic session stays
-        # for the process, see `stop_at_exit`; a Connect session is the run's own: released).
+        """Release the run's per-run state when the run ends (Dagster calls this).
+
+        The cancel watcher is per-run state. A classic session stays for the process (see
+        `stop_at_exit`), so the next run in the process reuses it; a Connect session is the
+        run's own and is released on the server.
+        """
         if context.run is not None:
             stop_watching(context.run.run_id)
         if self.remote and self._spark_session is not None:
@@ -148,10 +156,11 @@ class PySparkSessionResource(ConfigurableResource):
         """The run's SparkSession, started on first use (and, under Connect, made the active
         session of the calling thread, so the Factories' `getActiveSession()` finds it)."""
         self._init_session()
-        assert self._spark_session is not None
+        session: SparkSession | None = self._spark_session  # a PrivateAttr: Any
+        assert session is not None
         if self.remote:
-            make_active(self._spark_session)
-        return self._spark_session  # type: ignore[no-any-return]
+            make_active(session)
+        return session
 
     @property
     def is_connect(self) -> bool:

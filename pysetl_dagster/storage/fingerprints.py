@@ -35,7 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dagster_shared.record import is_record
+from dagster_shared.check.record import is_record
 
 from pysetl_dagster.errors import PySetlError
 

@@ -243,9 +243,11 @@ class SparkParquetIOManager(ConfigurableIOManager):
     # -- the store's version API (delegates: callers should use `store`) --------------------
 
     def asset_dir(self, asset_key: AssetKey, partition_key: str | None = None) -> Location:
+        """See `PySetlStorage.asset_dir`: the folder of an asset (and partition)."""
         return self.store.asset_dir(asset_key, partition_key)
 
     def versions_at(self, location: str) -> VersionStore:
+        """See `PySetlStorage.versions_at`: the version store of one asset folder."""
         return self.store.versions_at(location)
 
     def current_version_path(
@@ -257,6 +259,7 @@ class SparkParquetIOManager(ConfigurableIOManager):
     def current_manifest(
         self, asset_key: AssetKey, partition_key: str | None = None
     ) -> dict[str, Any] | None:
+        """See `PySetlStorage.current_manifest`: what readers get now, or None."""
         return self.store.current_manifest(asset_key, partition_key)
 
     def write_version(
@@ -281,22 +284,27 @@ class SparkParquetIOManager(ConfigurableIOManager):
         return self.store.publish(stored, run_id, extra)
 
     def reject(self, stored: StoredVersion) -> Location:
+        """See `PySetlStorage.reject`: move a version that failed a blocking check aside."""
         return self.store.reject(stored)
 
     def abandon(self, stored: StoredVersion) -> None:
+        """See `PySetlStorage.abandon`: drop an unpublished version (a failed step)."""
         self.store.abandon(stored)
 
     def read_version(self, path: str, schema_json: str | None = None) -> DataFrame:
+        """See `PySetlStorage.read_version`: a stored version as a lazy DataFrame."""
         return self.store.read_version(path, schema_json)
 
     def list_versions(
         self, asset_key: AssetKey, partition_key: str | None = None
     ) -> list[dict[str, Any]]:
+        """See `PySetlStorage.list_versions`: the complete versions, newest first."""
         return self.store.list_versions(asset_key, partition_key)
 
     def make_current(
         self, asset_key: AssetKey, partition_key: str | None, version: str, run_id: str
     ) -> StoredVersion:
+        """See `PySetlStorage.make_current`: roll back (or forward) to a stored version."""
         return self.store.make_current(asset_key, partition_key, version, run_id)
 
     def drop(
@@ -311,19 +319,23 @@ class SparkParquetIOManager(ConfigurableIOManager):
         return dropped
 
     def partitions(self, asset_key: AssetKey) -> list[str]:
+        """See `PySetlStorage.partitions`: the partition keys stored for an asset."""
         return self.store.partitions(asset_key)
 
     def invalidate(self, asset_key: AssetKey, partition_key: str | None = None) -> bool:
+        """See `PySetlStorage.invalidate`: make stored versions ineligible for reuse."""
         return self.store.invalidate(asset_key, partition_key)
 
     def cache_records(
         self, asset_key: AssetKey, partition_key: str | None = None
     ) -> list[dict[str, Any]]:
+        """See `PySetlStorage.cache_records`: the cache keys of the stored versions."""
         return self.store.cache_records(asset_key, partition_key)
 
     def stored_from_record(
         self, asset_key: AssetKey, partition_key: str | None, record: Mapping[str, Any]
     ) -> StoredVersion:
+        """See `PySetlStorage.stored_from_record`: a cache hit as a `StoredVersion`."""
         return self.store.stored_from_record(asset_key, partition_key, record)
 
     # -- locations of outputs --------------------------------------------------------------
@@ -338,12 +350,20 @@ class SparkParquetIOManager(ConfigurableIOManager):
         return run_dir / context.step_key / context.name, None
 
     def location_for(self, context: OutputContext) -> tuple[Location, AssetKey | None]:
+        """Where an output goes: its asset's folder (and partition), or, for an op output
+        that is no asset, a per-run folder under `_runs/`; with the asset key when there is one."""
         partition = context.partition_key if context.has_partition_key else None
         return self._output_location(context, partition)
 
     # -- IO manager ------------------------------------------------------------------------
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
+        """Store a step's output as a new version and publish it (Dagster calls this).
+
+        A `StoredVersion` (the Factory step already wrote and audited it) is not written again,
+        only published if it is not yet; a Stage op's skipped Factory stores nothing; any other
+        value is written, then published atomically, so a failed write leaves the previous
+        version current. A Stage op's output is also recorded as its Factory's asset."""
         if obj is None:
             return
         if is_skipped(obj):  # a Stage op's skipped Factory: nothing to store (conditions.py)
@@ -412,6 +432,9 @@ class SparkParquetIOManager(ConfigurableIOManager):
         return metadata
 
     def version_metadata(self, stored: StoredVersion) -> dict[str, Any]:
+        """The metadata a stored version contributes to its materialization: path, storage
+        version, column schema and its hash, row count and store time (the UI shows and plots
+        them; the schema hash lets the drift check compare versions)."""
         metadata: dict[str, Any] = {
             "path": MetadataValue.path(str(stored.path)),
             MetadataKey.STORAGE_VERSION: MetadataValue.text(stored.version),
@@ -428,6 +451,11 @@ class SparkParquetIOManager(ConfigurableIOManager):
         return metadata
 
     def load_input(self, context: InputContext) -> Any:
+        """Read an upstream output for a consumer (Dagster calls this): its current stored
+        version as a lazy DataFrame (schema from the manifest: no inference job; read once per
+        run and shared by every consumer), every stored partition at once for an unpartitioned
+        consumer, or the skip marker of a Factory a Stage op skipped in this run. The version
+        read is noted, for the cache key and error messages."""
         if (
             context.has_asset_key
             and context.has_asset_partitions

@@ -210,11 +210,14 @@ class PySetlStorage(ConfigurableResource):
         return filesystem_for(location or self.base_path, kind=self.filesystem, arrow=self._arrow)
 
     def versions_at(self, location: str) -> VersionStore:
+        """The `VersionStore` of one asset (or partition) folder, on the filesystem backend
+        chosen for that location: what every version operation below works through."""
         return VersionStore(self.fs(location), location, self.lease_timeout_seconds)
 
     # -- locations -------------------------------------------------------------------------
 
     def asset_dir(self, asset_key: AssetKey, partition_key: str | None = None) -> Location:
+        """The folder of an asset's versions: `<root>/<key path>[/<escaped partition>]`."""
         path = Location(self.base_path.rstrip("/"))
         for part in asset_key.path:
             path = path / part
@@ -239,14 +242,18 @@ class PySetlStorage(ConfigurableResource):
         return path
 
     def read_manifest(self, location: str) -> dict[str, Any] | None:
+        """The manifest (`_current.json`) of a folder, or None when nothing was published."""
         return self.versions_at(location).manifest()
 
     def switch_manifest(self, location: str, manifest: Mapping[str, Any]) -> None:
+        """Replace a folder's manifest atomically: the one step that publishes a version."""
         self.versions_at(location).switch(manifest)
 
     def current_manifest(
         self, asset_key: AssetKey, partition_key: str | None = None
     ) -> dict[str, Any] | None:
+        """The manifest readers get now for an asset (and partition), or None when it was never
+        published: the version, schema, rows, producing run and the cache key."""
         return self.read_manifest(self.asset_dir(asset_key, partition_key))
 
     # -- write, audit, publish -------------------------------------------------------------

@@ -50,7 +50,7 @@ class FactoryDeclarations:
     condition: Condition | None = None
     cache: bool = True
     cache_ttl_seconds: float | None = None
-    automation_condition: AutomationCondition | None = None
+    automation_condition: AutomationCondition[Any] | None = None
     config_class: type[Config] | None = None
     variant: str | None = None
     branch: BranchDeclaration | None = None

@@ -46,14 +46,17 @@ class PySetlFactoryData:
 
     @property
     def factory(self) -> Factory[Any]:
+        """The Factory instance the pipeline holds (as added to its Stage)."""
         return self.node.factory
 
     @property
     def factory_type(self) -> type[Factory[Any]]:
+        """The Factory's class: what declarations, names and code versions are read from."""
         return self.node.factory_type
 
     @property
     def stage_index(self) -> int | None:
+        """The index of the Factory's Stage in the pipeline (0 first), None outside a Stage."""
         return self.node.stage_index
 
 
@@ -81,6 +84,20 @@ class PySetlTranslator:
         self.key_prefix: tuple[str, ...] = tuple(key_prefix or ())
 
     def get_asset_spec(self, data: TranslatorData) -> AssetSpec:
+        """The `AssetSpec` of a Factory or an external input: key, deps, description, group,
+        metadata, tags, kinds and code version.
+
+        Override it to change any of these for some Factories; call `super()` and
+        `merge_attributes` / `replace_attributes` on the result, as dagster-dlt's and
+        dagster-sling's translators do, so the library's metadata (which the step relies on)
+        stays.
+
+        Args:
+            data: a `PySetlFactoryData` (a Factory) or a `PySetlExternalData` (an input).
+
+        Returns:
+            The spec the asset (or source asset) is built from.
+        """
         if isinstance(data, PySetlExternalData):
             return self._external_spec(data)
         return self._factory_spec(data)

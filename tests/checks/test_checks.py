@@ -388,7 +388,7 @@ def test_checks_cost_at_most_two_spark_jobs(spark: SparkSession) -> None:
         try:
             outcomes = evaluate(plan, df, {"__rows": len(data)}, broken=broken)
         finally:
-            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
         assert len(tracker.getJobIdsForGroup(group)) <= 2, variant
         assert all(o.passed for o in outcomes) == (variant == "good")
 
