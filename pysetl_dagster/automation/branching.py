@@ -133,7 +133,9 @@ def record_exprs(specs: Mapping[str, AggregateSpec], output: Any, log: Any = Non
     for name, spec in specs.items():
         try:
             column = F.expr(spec) if isinstance(spec, str) else spec(output)
-            output.agg(column)  # analysis only (no Spark job): an aggregate of this output?
+            # analysis only, no Spark job (`.schema` forces it on Spark Connect too): an
+            # aggregate of this output? A bad one must not fail the write.
+            output.agg(column).schema  # noqa: B018
             exprs.append(column.alias(RECORD_PREFIX + name))
         except Exception as exc:
             if log is not None:
