@@ -1,7 +1,10 @@
-"""`dagster dev` on the example: the UI's server lists the asset graph and materializes it."""
+"""`scripts/dev` on the example, as the quick start runs it: a local Spark Connect server and
+`dagster dev`; the UI's server lists the asset graph and materializes it on Connect (no JVM in
+a run), and Ctrl-C stops everything."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +26,7 @@ query { assetNodes { assetKey { path } groupName dependencyKeys { path } } }
 """
 # Folders of the running `dagster dev` that tests drop files into.
 DEV_DIRS: dict[str, Path] = {}
+DEV_PROCESS: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def _free_port() -> int:
@@ -47,6 +51,11 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     shutil.copy(ROOT / "workspace.yaml", project / "workspace.yaml")
+    # the quick start's script, run from the copy (its root is where the script lives), on this
+    # checkout's environment
+    shutil.copytree(ROOT / "scripts", project / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
+    (project / ".venv").symlink_to(Path(sys.executable).resolve().parent.parent)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -56,13 +65,13 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
         "PYTHONPATH": os.pathsep.join([str(project), str(ROOT)]),
         "PYSPARK_PYTHON": sys.executable,
     }
-    DEV_DIRS.update(inbox=tmp / "retail_inbox", log=tmp / "dagster_dev.log")
+    DEV_DIRS.update(inbox=tmp / "retail_inbox", log=tmp / "dagster_dev.log", home=home)
     log = open(tmp / "dagster_dev.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
-         "--host", "127.0.0.1", "--port", str(port)],
+        ["bash", str(project / "scripts" / "dev"), "--port", str(port)],
         cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
+    DEV_PROCESS["proc"] = proc
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     try:
         deadline = time.monotonic() + 240
@@ -81,12 +90,34 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
         client.project = project  # type: ignore[attr-defined]
         yield client
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # test_ctrl_c_stops_dagster_dev_and_the_connect_server did not
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of it left (its server is own group)
+        for pid in _processes_mentioning(str(home)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of the processes whose command line or environment (`DAGSTER_HOME=...`: every
+    process `scripts/dev` started) contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in seen:
+            found.append(int(entry.name))
+    return found
 
 
 def _wait(client: DagsterGraphQLClient, run_id: str, seconds: float) -> str | None:
@@ -109,9 +140,22 @@ def test_ui_shows_the_asset_graph(dagster_dev: DagsterGraphQLClient) -> None:
     assert by_key["top_products"]["groupName"] == "retail"
 
 
+ENGINE_MESSAGES = """
+query Logs($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection {
+  events { __typename ... on MessageEvent { message } } } } }
+"""
+
+
 def test_ui_materializes_the_pipeline(dagster_dev: DagsterGraphQLClient) -> None:
     run_id = dagster_dev.submit_job_execution("retail_assets")
     assert _wait(dagster_dev, run_id, 420) == "SUCCESS"
+    # scripts/dev pointed the profile's session at its Connect server: the run used it
+    url = (DEV_DIRS["home"] / "connect-server" / "url").read_text().strip()
+    assert url.startswith("sc://127.0.0.1:")
+    events = dagster_dev._execute(ENGINE_MESSAGES, {"runId": run_id})["logsForRun"]["events"]
+    assert any("a Spark Connect session" in str(e.get("message")) for e in events), [
+        e.get("message") for e in events if e["__typename"] == "EngineEvent"
+    ]
 
 
 CHECKS = """
@@ -424,3 +468,17 @@ def test_branching_sensor_decision_is_visible_in_the_tick_history(
             {"selector": selector},
         )["sensorOrError"]["sensorState"]["id"]
         dagster_dev._execute(STOP_SENSOR, {"id": state_id})
+
+
+def test_ctrl_c_stops_dagster_dev_and_the_connect_server(dagster_dev: DagsterGraphQLClient) -> None:
+    """Last of the module: Ctrl-C (SIGINT to the script's process group, as a terminal sends
+    it) stops `dagster dev`, its services and the Spark Connect server; nothing is left."""
+    proc = DEV_PROCESS["proc"]
+    home = str(DEV_DIRS["home"])
+    assert _processes_mentioning(f"{home}/connect-server"), "no Connect server was running"
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=90)
+    deadline = time.monotonic() + 30
+    while _processes_mentioning(home) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _processes_mentioning(home), DEV_DIRS["log"].read_text()[-3000:]
