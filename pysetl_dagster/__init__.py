@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         when_data,
     )
     from pysetl_dagster.checks.plan import Validation, pandera_schema_from_typedspark
+    from pysetl_dagster.components.pipeline_component import PySetlPipelineComponent
     from pysetl_dagster.defs.build import build_definitions
     from pysetl_dagster.defs.pipeline import (
         PySetlPipelineDefinitions,
@@ -76,6 +77,7 @@ _PUBLIC: dict[str, str] = {
     "PySetlStorage": "pysetl_dagster.storage.store",
     "load_profile": "pysetl_dagster.defs.profiles",
     "Profile": "pysetl_dagster.defs.profiles",
+    "PySetlPipelineComponent": "pysetl_dagster.components.pipeline_component",
     "PySetlError": "pysetl_dagster.errors",
     "PySetlDefinitionError": "pysetl_dagster.errors",
     "PySetlFactoryError": "pysetl_dagster.errors",
@@ -91,6 +93,7 @@ __all__ = [
     "PySetlExternalData",
     "PySetlFactoryData",
     "PySetlFactoryError",
+    "PySetlPipelineComponent",
     "PySetlPipelineDefinitions",
     "PySetlProfileError",
     "PySetlSparkError",

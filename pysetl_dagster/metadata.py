@@ -14,12 +14,19 @@ from typing import Final
 class MetadataKey:
     """Keys of asset-spec, materialization, observation and check metadata."""
 
+    AB_COMPARISON: Final = "pysetl/ab_comparison"
+    """Observation (by a branching sensor): the variants' latest metrics side by side."""
+    AGGREGATES: Final = "pysetl/aggregates"
+    """Materialization: the aggregates recorded during the write (read by branching sensors)."""
     ASSET_KEY: Final = "pysetl/asset_key"
     """Op output definition metadata: store (and record) this output as that asset."""
     BRANCH: Final = "pysetl/branch"
     """Asset spec: a branch's condition and its two alternatives."""
     BRANCH_TAKEN: Final = "pysetl/branch_taken"
     """Materialization: which alternative of a branch ran, and why."""
+    CACHE_FINGERPRINT: Final = "pysetl/cache_fingerprint"
+    """Materialization: per external input, which kind of fingerprint decided (stat, content,
+    checksum, listing, value)."""
     CACHE_KEY: Final = "pysetl/cache_key"
     """Materialization: the cache key of the stored version."""
     CACHE_MISSING: Final = "pysetl/cache_missing"
@@ -50,6 +57,8 @@ class MetadataKey:
     """Job and materialization: the pipeline's Mermaid diagram."""
     DRIVER_PEAK_RSS_MB: Final = "pysetl/driver_peak_rss_mb"
     """Materialization: the driver's peak resident memory during the step."""
+    DRIVER_PEAK_SHARED: Final = "pysetl/driver_peak_shared"
+    """Materialization: the driver peak covers Factories that ran at the same time."""
     ENABLED: Final = "pysetl/enabled"
     """Schedule: what the declaration said of its status (true, false, profile)."""
     FACTORY: Final = "pysetl/factory"
@@ -68,6 +77,9 @@ class MetadataKey:
     """Materialization: a short hash of the stored Spark schema."""
     SKIPPED: Final = "pysetl/skipped"
     """Observation or op output: why a Factory was skipped."""
+    SPARK_UNAVAILABLE: Final = "pysetl/spark_unavailable"
+    """Materialization: what the session could not report (Spark Connect has no status store,
+    UI or driver JVM in the run process), instead of failing the run."""
     STAGE: Final = "pysetl/stage"
     """Asset spec and op tag: the Stage index."""
     STORAGE_VERSION: Final = "pysetl/storage_version"
@@ -81,8 +93,19 @@ class MetadataKey:
 class TagKey:
     """Keys of run and op tags."""
 
+    AB_PREFIX: Final = "pysetl/ab."
+    """Run tag `pysetl/ab.<flag>`: the variant a branching sensor assigned, and by which rule
+    (a `.`, not a second `/`: Dagster deprecates tag keys with two)."""
+    BRANCH_TAKEN: Final = "pysetl/branch_taken"
+    """Run tag: what a branching sensor chose to run (Factories, branch alternatives)."""
     CACHE: Final = "pysetl/cache"
     """Run tag: `off` turns cache reuse off for the run."""
+    CONDITION_PREFIX: Final = "pysetl/condition."
+    """Run tag `pysetl/condition.<asset>`: a branching sensor's verdict (`true: reason`);
+    the step reads it instead of evaluating the condition again. (A `.`, not a second `/`:
+    Dagster deprecates tag keys with two.)"""
+    DECIDED_BY: Final = "pysetl/decided_by"
+    """Run tag: the branching sensor that decided the run's conditions."""
     FAILURE_FACTORIES: Final = "pysetl/failure_factories"
     """Run tag: the Factories of the failed run."""
     FAILURE_HOOK: Final = "pysetl/failure_hook"

@@ -65,6 +65,13 @@ ensure_system_packages() {
 export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
 mkdir -p "$DAGSTER_HOME"
 [[ -f "$DAGSTER_HOME/dagster.yaml" ]] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
+# The daemon picks a queued run up every second instead of Dagster's default 5 s: a click on
+# Materialize in `dagster dev` waits 2.5 s less on average. Added once to an existing home.
+if ! grep -q '^run_coordinator:' "$DAGSTER_HOME/dagster.yaml"; then
+  printf '%s\n' 'run_coordinator:' '  module: dagster._core.run_coordinator' \
+    '  class: QueuedRunCoordinator' '  config:' '    dequeue_interval_seconds: 1' \
+    >> "$DAGSTER_HOME/dagster.yaml"
+fi
 export PATH="$VENV/bin:$PATH"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYSPARK_PYTHON="$VENV/bin/python"

@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:
 
 from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager  # noqa: E402
 from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
+from pysetl_dagster.testing import assert_frame_equal  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -67,13 +68,9 @@ def resources(spark: SparkSession, storage: Path) -> dict[str, Any]:
 
 
 def assert_same_data(actual: DataFrame, expected: DataFrame) -> None:
-    """Same columns, types and rows (as a multiset); nullability may differ after Parquet."""
-    assert [(f.name, f.dataType) for f in actual.schema.fields] == [
-        (f.name, f.dataType) for f in expected.schema.fields
-    ]
-    assert actual.count() == expected.count()
-    assert actual.exceptAll(expected).count() == 0
-    assert expected.exceptAll(actual).count() == 0
+    """Same columns, types and rows (as a multiset); nullability may differ after Parquet.
+    (`pysetl_dagster.testing.assert_frame_equal`, which shows the first differing rows.)"""
+    assert_frame_equal(actual, expected)
 
 
 @pytest.fixture(scope="session")
@@ -94,5 +91,6 @@ def native_outputs(spark: SparkSession) -> dict[str, DataFrame]:
     }
 
 
-# The production stack (PostgreSQL, daemon, webserver, code server): one per test session.
-pytest_plugins = ["tests.fixtures.prod_stack"]
+# The production stack (PostgreSQL, daemon, webserver, code server) and a Spark Connect
+# server: each one per test session, started when a selected test needs it.
+pytest_plugins = ["tests.fixtures.prod_stack", "tests.fixtures.connect"]

@@ -21,6 +21,7 @@ PUBLIC = {
     "PySetlExternalData",
     "PySetlFactoryData",
     "PySetlFactoryError",
+    "PySetlPipelineComponent",
     "PySetlPipelineDefinitions",
     "PySetlProfileError",
     "PySetlSparkError",

@@ -10,6 +10,13 @@ It reads retail's `enriched_orders` (a cross-pipeline link, like `returns`):
   the run tag `pysetl/incremental` is `true`, else `AllCategoryRevenue` (a full recompute).
   One asset; its materialization says which alternative ran (`pysetl/branch_taken`);
 * `TopCategory` reads `CategoryRevenue`, whichever branch ran.
+
+Its branching sensor, `review_branching` (switch it on in the Automation tab), decides both
+before any run starts: `LargeOrderAlerts` joins the run only when the stored `LargeOrders`
+version has rows (read from its manifest: the count was recorded while it was written, no
+Spark job), and `CategoryRevenue` takes the incremental path when `$REVIEW_INCREMENTAL` is
+true where the daemon runs. Each new version of `large_orders` or `enriched_orders` gets one
+run; its tags say what was chosen and why, and the tick history says why nothing ran.
 """
 
 from __future__ import annotations
@@ -197,4 +204,6 @@ def build_review(retail: PySetlPipelineDefinitions) -> PySetlPipelineDefinitions
         )
     )
     pipeline.add_stage(Stage().add_factory(TopCategory()))
-    return pysetl_pipeline(pipeline, name="review")
+    review = pysetl_pipeline(pipeline, name="review")
+    review.branch_sensor(flags={"incremental": dg.EnvVar("REVIEW_INCREMENTAL")})
+    return review

@@ -181,6 +181,118 @@ class DataCondition(Condition):
         return Verdict(bool(result), f"{self.describe()}: the aggregate over {name} is {result!r}")
 
 
+ExternalAnswer = bool | tuple[bool, str] | Mapping[str, Any]
+"""What an external decision returns: a bool, (bool, reason) or {"holds": bool, "reason": str}."""
+
+
+@dataclass(frozen=True, repr=False)
+class ExternalCondition(Condition):
+    """A decision taken outside the pipeline: a function, or an HTTP endpoint answering a
+    POSTed JSON request, within `timeout_seconds` (a late answer is an error, never a skip)."""
+
+    name: str
+    decide: Callable[[dict[str, Any]], ExternalAnswer] | None = None
+    url: Any = None
+    """A URL, or an `EnvVar` naming the variable holding it (read when evaluated)."""
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    """Request headers; values may be `EnvVar`s (secrets stay out of code and UI)."""
+    timeout_seconds: float = 5.0
+
+    def describe(self) -> str:
+        return f"when_external({self.name!r})"
+
+    @property
+    def source(self) -> str:
+        if self.decide is not None:
+            return f"function {getattr(self.decide, '__name__', 'decide')}"
+        return f"endpoint on {_host_of(_env_value(self.url))}"
+
+    def evaluate(self, inputs: ConditionInputs) -> Verdict:
+        request = {
+            "condition": self.name,
+            "flags": {
+                k[len(FLAG_TAG_PREFIX) :]: v
+                for k, v in inputs.tags.items()
+                if k.startswith(FLAG_TAG_PREFIX) and k.count("/") == 1
+            },
+        }
+        if self.decide is not None:
+            answer = _call_with_timeout(self.decide, request, self.timeout_seconds)
+        else:
+            answer = _post_json(
+                _env_value(self.url),
+                request,
+                {k: _env_value(v) for k, v in self.headers.items()},
+                self.timeout_seconds,
+            )
+        holds, said = _answer(answer, self.describe())
+        return Verdict(holds, f"{self.describe()}: {self.source} answered {holds}{said}")
+
+
+def _env_value(value: Any) -> str:
+    from dagster import EnvVar
+
+    if isinstance(value, EnvVar):
+        found = value.get_value()
+        if not found:
+            raise ValueError(f"environment variable {value.env_var_name} is not set")
+        return str(found)
+    return str(value)
+
+
+def _host_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
+
+
+def _answer(answer: Any, what: str) -> tuple[bool, str]:
+    if isinstance(answer, bool):
+        return answer, ""
+    if isinstance(answer, tuple) and len(answer) == 2:
+        return bool(answer[0]), f" ({answer[1]})"
+    if isinstance(answer, Mapping) and isinstance(answer.get("holds"), bool):
+        reason = answer.get("reason")
+        return bool(answer["holds"]), f" ({reason})" if reason else ""
+    raise ValueError(
+        f"{what} answered {answer!r}; answer true/false, (bool, reason) or "
+        '{"holds": bool, "reason": "..."}'
+    )
+
+
+def _call_with_timeout(fn: Callable[..., Any], arg: Any, timeout: float) -> Any:
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pysetl-decide")
+    try:
+        future = pool.submit(fn, arg)
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _post_json(url: str, payload: Any, headers: Mapping[str, str], timeout: float) -> Any:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload, default=str).encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "pysetl-dagster", **headers},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read().decode() or "null")
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+        raise RuntimeError(f"the decision endpoint on {_host_of(url)} failed: {exc}") from exc
+
+
 @dataclass(frozen=True, repr=False)
 class _All(Condition):
     parts: tuple[Condition, ...]
@@ -260,6 +372,33 @@ def when_data(
         label: how the condition is described in logs and metadata (default: the predicate).
     """
     return DataCondition(factory, predicate, label)
+
+
+def when_external(
+    name: str,
+    decide: Callable[[dict[str, Any]], ExternalAnswer] | None = None,
+    *,
+    url: Any = None,
+    headers: Mapping[str, Any] | None = None,
+    timeout_seconds: float = 5.0,
+) -> Condition:
+    """Holds when an external decision service says so: `decide(request)` (a function) or
+    an HTTP endpoint `url` that receives the request as POSTed JSON. The request is
+    `{"condition": name, "flags": {...}}`; the answer is true/false, (bool, reason) or
+    `{"holds": bool, "reason": "..."}`. No answer within `timeout_seconds` is an error.
+
+    Args:
+        name: the decision's name (in logs, tags and skip reasons).
+        decide: a function of the request.
+        url: the endpoint, or `EnvVar("NAME")` (read when evaluated).
+        headers: request headers; `EnvVar` values for secrets (e.g. an Authorization token).
+        timeout_seconds: how long to wait for the answer.
+    """
+    if (decide is None) == (url is None):
+        raise PySetlDefinitionError(
+            f"when_external({name!r}): give exactly one of `decide` (a function) or `url`."
+        )
+    return ExternalCondition(name, decide, url, dict(headers or {}), timeout_seconds)
 
 
 def stage_condition(stage: Stage, condition: Condition) -> Stage:
@@ -432,6 +571,12 @@ def branch(
 
 def is_branch(factory: Any) -> bool:
     return isinstance(factory, BranchFactory)
+
+
+def alternative(factory: Any, holds: bool) -> Factory[Any]:
+    """The alternative of a branch Factory its condition's value selects."""
+    chosen: Factory[Any] = factory.branch_then if holds else factory.branch_otherwise
+    return chosen
 
 
 def choose_branch(

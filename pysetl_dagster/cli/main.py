@@ -1,12 +1,12 @@
 """`pysetl-dagster`: inspect how a project's PySetl pipelines map to Dagster.
 
-    pysetl-dagster describe -m definitions      # every pipeline the module defines
-    pysetl-dagster describe -m definitions --mermaid
-    pysetl-dagster schema infer clean_orders -m definitions [--format yaml] [--out FILE]
-    pysetl-dagster migrate legacy_jobs/ --out migrated/ --verify   # scripts -> Factories
-    pysetl-dagster cache list|show ASSET|invalidate ASSET [--downstream]
-
-Later commands (`init`) hang off the same parser.
+pysetl-dagster describe -m definitions      # every pipeline the module defines
+pysetl-dagster describe -m definitions --mermaid
+pysetl-dagster schema infer clean_orders -m definitions [--format yaml] [--out FILE]
+pysetl-dagster migrate legacy_jobs/ --out migrated/ --verify   # scripts -> Factories
+pysetl-dagster cache list|show ASSET|invalidate ASSET [--downstream]
+pysetl-dagster init my_project            # a runnable project (see cli/scaffold.py)
+pysetl-dagster new factory EnrichOrders   # a Factory skeleton and its test
 """
 
 from __future__ import annotations
@@ -120,11 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="string columns with at most this many values get an isin check",
     )
     from pysetl_dagster.cli.cache import add_parser as add_cache_parser
+    from pysetl_dagster.cli.scaffold import add_parser as add_scaffold_parser
     from pysetl_dagster.migrate.cli import add_parser as add_migrate_parser
 
     add_migrate_parser(commands)
     add_cache_parser(commands)
+    add_scaffold_parser(commands)
     args = parser.parse_args(argv)
+    if args.command in ("init", "new"):
+        from pysetl_dagster.cli.scaffold import run as run_scaffold
+
+        return run_scaffold(args)
     if args.command == "schema":
         try:
             return infer_schema(args)

@@ -17,7 +17,6 @@ from dagster import (
     JobDefinition,
     ScheduleDefinition,
     SensorDefinition,
-    in_process_executor,
 )
 from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
@@ -28,6 +27,7 @@ from pysetl_dagster.automation.partition_schedules import latest_partition_sched
 from pysetl_dagster.automation.schedules import (
     profiled_schedule,
 )
+from pysetl_dagster.defs.executor import pysetl_executor
 from pysetl_dagster.defs.pipeline import AnySchedule, PySetlPipelineDefinitions
 from pysetl_dagster.defs.profiles import Profile
 from pysetl_dagster.errors import PySetlDefinitionError
@@ -180,7 +180,7 @@ def build_definitions(
             *sensors,
         ],
         resources=all_resources,
-        executor=in_process_executor,
+        executor=pysetl_executor,  # also "Materialize all" (Dagster's implicit asset job)
     )
 
 

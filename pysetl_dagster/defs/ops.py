@@ -1,12 +1,15 @@
 """A PySetl Pipeline as a Dagster job whose ops are its Stages.
 
-Stage *i* is one op: it receives the outputs of earlier Stages its Factories consume, runs each
-of its Factories through `factory_step` (the path assets use), and emits one output per Factory.
+Stage *i* is one op: it receives the outputs of earlier Stages its Factories consume, runs its
+Factories through `factory_step` (the path assets use), at the same time on threads of the run's
+session (at most `max_concurrent_factories`; see `execution/concurrent.py`), and emits one
+output per Factory.
 Outputs are stored as the Factories' assets (see `ASSET_KEY_METADATA`), and a materialization
 is recorded for each after it was written, so the asset graph shows Stage-job runs too.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from dagster import (
@@ -23,9 +26,12 @@ from dagster import (
     op,
 )
 
+from pysetl_dagster.defs.executor import factory_concurrency
+from pysetl_dagster.execution.concurrent import ConcurrentWork, run_concurrently
 from pysetl_dagster.execution.step import SPARK_RESOURCE_KEY, factory_step
 from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.storage.io_manager import ASSET_KEY_METADATA
+from pysetl_dagster.storage.loaded_inputs import inherit_inputs, loaded_inputs
 from pysetl_dagster.translation.graph import FactoryNode
 from pysetl_dagster.translation.naming import snake_case
 from pysetl_dagster.translation.specs import TranslatedPipeline, input_name
@@ -60,22 +66,45 @@ def _stage_op(
                 description=f"Config of Factory {node.name}",
             )
 
+    upstream_assets = {
+        node: {translated.key_of(u).to_user_string() for u in graph.upstream_factories(node)}
+        for node in nodes
+    }
+
     def run_stage(context: OpExecutionContext, **kwargs: Any) -> Iterator[Any]:
+        step_key = context.get_step_execution_context().step.key
+        loaded = loaded_inputs(step_key)  # read by this thread before the op ran
+        works = []
         for node in nodes:
             config_class = translated.config_class(node)
             config = None
             if config_class is not None:
                 raw = (context.op_config or {}).get(translated.key_of(node).to_python_identifier())
                 config = config_class(**(raw or {}))
-            yield from factory_step(
-                context,
-                translated,
-                node,
-                kwargs,
-                config,
-                io_manager_key=io_manager_key,
-                checks_as_events=True,
+            own = {a: v for a, v in loaded.items() if a in upstream_assets[node]}
+            works.append(
+                ConcurrentWork(
+                    asset=translated.key_of(node).to_user_string(),
+                    events=partial(
+                        factory_step,
+                        context,
+                        translated,
+                        node,
+                        kwargs,
+                        config,
+                        io_manager_key=io_manager_key,
+                        checks_as_events=True,
+                    ),
+                    inherit=_inherit(step_key, own),
+                )
             )
+        resource = getattr(context.resources, SPARK_RESOURCE_KEY)
+        yield from run_concurrently(
+            works,
+            max_concurrent=factory_concurrency(context),
+            spark=resource.spark_session,
+            run_id=context.run.run_id,
+        )
 
     stage_op = op(
         name=op_name,
@@ -90,6 +119,10 @@ def _stage_op(
     return stage_op, upstream_of_input
 
 
+def _inherit(step_key: str, inputs: dict[str, str]) -> Callable[[], None]:
+    return partial(inherit_inputs, step_key, inputs)
+
+
 def build_stage_job(
     translated: TranslatedPipeline,
     *,
@@ -100,7 +133,8 @@ def build_stage_job(
     partitions_def: PartitionsDefinition | None = None,
     config: dict[str, Any] | None = None,
 ) -> JobDefinition:
-    """The job of the pipeline's Stages, run in one process (one SparkSession)."""
+    """The job of the pipeline's Stages, run in one process (one SparkSession); a Stage's
+    Factories run at the same time (`max_concurrent_factories`)."""
     graph = translated.graph
     prefix = snake_case(graph.name)
     op_defs: list[OpDefinition] = []
@@ -122,6 +156,7 @@ def build_stage_job(
     return GraphDefinition(
         name=name, node_defs=op_defs, dependencies=dependencies, description=description
     ).to_job(
+        # Stages run one after another, as in PySetl; a Stage's Factories run at once
         executor_def=in_process_executor,
         metadata=dict(metadata or {}),
         partitions_def=partitions_def,

@@ -3,8 +3,10 @@
     pipeline_defs = pysetl_pipeline(build_pipeline(), name="retail")
     defs = build_definitions(pipeline_defs, storage_path="data/warehouse")
 
-gives an asset per Factory (and per external input), an asset job and a Stage job (both on the
-in-process executor: one process, one SparkSession a run), and the resources they need.
+gives an asset per Factory (and per external input), an asset job (on `pysetl_executor`:
+independent Factories at once, threads over one SparkSession or processes under Spark Connect),
+a Stage job (Stages in order in one process, a Stage's Factories at once), and the resources
+they need.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dagster import (
     ScheduleDefinition,
     SensorDefinition,
     define_asset_job,
-    in_process_executor,
 )
 from dagster._core.definitions.partitions.partitioned_schedule import (
     UnresolvedPartitionedAssetScheduleDefinition,
@@ -34,6 +35,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 from pysetl.workflow import Deliverable, Factory, Pipeline
 
+from pysetl_dagster.automation.branching import branch_sensor
 from pysetl_dagster.automation.partition_schedules import latest_partition_schedule
 from pysetl_dagster.automation.schedules import (
     AutomationDeclaration,
@@ -48,6 +50,7 @@ from pysetl_dagster.automation.sensors import (
     upstream_sensor,
 )
 from pysetl_dagster.defs.assets import asset_signature, build_pysetl_assets
+from pysetl_dagster.defs.executor import pysetl_executor
 from pysetl_dagster.defs.jobs import partition_groups, partition_job_names, stage_job_partitions
 from pysetl_dagster.defs.ops import build_stage_job
 from pysetl_dagster.defs.templates import extend_pipeline, factory_run_config
@@ -144,6 +147,12 @@ class PySetlPipelineDefinitions:
     def on_upstream(self, **kwargs: Any) -> SensorDefinition:
         """Run the Factories reading another pipeline's asset when that asset changes."""
         return self._sensor(upstream_sensor(self, **kwargs))
+
+    def branch_sensor(self, **kwargs: Any) -> SensorDefinition:
+        """Decide the pipeline's conditions before any run starts and run only the Factories
+        whose conditions hold (see `pysetl_dagster.automation.branching.branch_sensor`)."""
+        kwargs.setdefault("io_manager_key", self.io_manager_key)
+        return self._sensor(branch_sensor(self, **kwargs))
 
     def on_failure(self, hook: FailureHook | None = None, **kwargs: Any) -> SensorDefinition:
         """Record failed runs of this pipeline and call `hook` and/or `webhook_url`."""
@@ -270,7 +279,7 @@ def pysetl_pipeline(
         define_asset_job(
             name=job_name,
             selection=AssetSelection.assets(*keys),
-            executor_def=in_process_executor,
+            executor_def=pysetl_executor,
             description=description,
             metadata=metadata,
             config=_config_for(asset_config, translated, keys) if factory_config else None,

@@ -60,6 +60,8 @@ class EnvRef(_Strict):
 
 
 ConfigValue = str | int | float | bool
+SPARK_REMOTE_ENV = "PYSETL_SPARK_REMOTE"
+"""Environment variable: the Spark Connect URL every profile's session uses (or `classic`)."""
 
 
 class SparkSettings(_Strict):
@@ -67,7 +69,17 @@ class SparkSettings(_Strict):
 
     master: str = "local[*]"
     app_name: str = "pysetl-dagster"
-    remote: str | None = None
+    remote: str | None = Field(
+        default=None,
+        description="Spark Connect URL (sc://host:port): runs start no JVM; each run gets its "
+        "own session on that server. `$PYSETL_SPARK_REMOTE` overrides it.",
+    )
+    max_concurrent_factories: int | None = Field(
+        default=None,
+        ge=1,
+        description="Independent Factories a run executes at once (1: one after another); "
+        "default: the Spark resource's.",
+    )
     config: dict[str, ConfigValue] = Field(default_factory=dict)
     secret_config: dict[str, EnvRef] = Field(
         default_factory=dict,
@@ -159,18 +171,37 @@ class Profile(_Strict):
         )
 
     def spark_resource(self, extra_config: Mapping[str, Any] | None = None) -> Any:
-        """The `PySparkSessionResource` this profile describes (secrets as `EnvVar`)."""
+        """The `PySparkSessionResource` this profile describes (secrets as `EnvVar`).
+
+        `$PYSETL_SPARK_REMOTE` (a Spark Connect URL, e.g. the server `scripts/dev` started)
+        wins over the profile's `remote`; set to `classic` it turns a profile's Connect
+        session back into a classic in-process one.
+        """
         from pysetl_dagster.spark.resource import PySparkSessionResource
 
         config: dict[str, Any] = {k: str(v) for k, v in self.spark.config.items()}
         config.update(extra_config or {})
+        concurrency: dict[str, Any] = (
+            {"max_concurrent_factories": self.spark.max_concurrent_factories}
+            if self.spark.max_concurrent_factories is not None
+            else {}
+        )
         return PySparkSessionResource(
+            **concurrency,
             secret_config={k: v.to_env_var() for k, v in self.spark.secret_config.items()},
             master=self.spark.master,
             app_name=self.spark.app_name,
-            remote=self.spark.remote,
+            remote=self.spark_remote(),
             spark_config=config,
         )
+
+    def spark_remote(self) -> str | None:
+        """The Spark Connect URL runs use: `$PYSETL_SPARK_REMOTE`, else the profile's `remote`
+        (`classic` in the variable means none)."""
+        explicit = os.environ.get(SPARK_REMOTE_ENV, "").strip()
+        if explicit:
+            return None if explicit == "classic" else explicit
+        return self.spark.remote
 
     def storage_root(self) -> str | None:
         """`$PYSETL_DAGSTER_STORAGE`, else the profile's root (with `$VARS` expanded)."""

@@ -15,7 +15,8 @@ from dagster import (
     Failure,
     MetadataValue,
 )
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from pysetl_dagster.checks.plan import (
@@ -41,11 +42,15 @@ def write_and_audit(
     partition: str | None,
     *,
     run_id: str,
+    recorded: list[Column] | None = None,
 ) -> tuple[StoredVersion, list[CheckOutcome]]:
     """Write the new version with every row-level check observed during the write, then
-    evaluate the rest on the written files (never on the Factory's lineage again)."""
+    evaluate the rest on the written files (never on the Factory's lineage again).
+    `recorded`: more aggregates to observe in the same write (for branching sensors)."""
     spark_plan = plan if plan is not None and plan.engine == "pyspark" else None
     exprs, broken = observed_exprs(spark_plan, output) if spark_plan else ([], {})
+    if recorded:
+        exprs = [*(exprs or [F.count(F.lit(1)).alias("__rows")]), *recorded]
     location = storage.store.asset_dir(key, partition)
     previous = storage.store.current_manifest(key, partition)
     asset = key.to_user_string()

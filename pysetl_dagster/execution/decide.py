@@ -3,7 +3,9 @@ version be reused instead (no Spark job)?"""
 
 from __future__ import annotations
 
+from pysetl_dagster.automation.branching import decided_verdict
 from pysetl_dagster.automation.conditions import (
+    alternative,
     choose_branch,
     evaluate_condition,
     skipped_upstream,
@@ -46,11 +48,12 @@ def decide_skip(state: StepState) -> None:
     resolved = state.translated.conditions.get(state.node)
     if resolved is None:
         return
-    what = f"{state.node.name} condition"
-    with asset_scope(state.spark, state.run_id, state.asset, what):
-        verdict = evaluate_condition(
-            resolved, tags=state.context.run.tags, config=state.config, values=state.values
-        )
+    verdict = decided_verdict(state.context.run.tags, state.key)  # a branching sensor's
+    if verdict is None:
+        with asset_scope(state.spark, state.run_id, state.asset, f"{state.node.name} condition"):
+            verdict = evaluate_condition(
+                resolved, tags=state.context.run.tags, config=state.config, values=state.values
+            )
     if verdict.holds:
         state.context.log.info(
             f"Factory {state.node.name} (asset {state.asset}) runs: {verdict.reason}."
@@ -66,15 +69,19 @@ def decide_branch(state: StepState) -> None:
     resolved = state.translated.branches.get(node)
     if resolved is None:
         return
-    what = f"{node.name} branch condition"
-    with asset_scope(state.spark, state.run_id, state.asset, what):
-        chosen, verdict = choose_branch(
-            node.factory,
-            resolved,
-            tags=state.context.run.tags,
-            config=state.config,
-            values=state.values,
-        )
+    decided = decided_verdict(state.context.run.tags, state.key)  # a branching sensor's
+    if decided is not None:
+        verdict = decided
+        chosen = alternative(node.factory, verdict.holds)
+    else:
+        with asset_scope(state.spark, state.run_id, state.asset, f"{node.name} branch condition"):
+            chosen, verdict = choose_branch(
+                node.factory,
+                resolved,
+                tags=state.context.run.tags,
+                config=state.config,
+                values=state.values,
+            )
     state.branch_taken = f"{type(chosen).__name__} ({verdict.reason})"
     state.context.log.info(f"Branch {node.name} (asset {state.asset}) runs {state.branch_taken}.")
     state.run_node = FactoryNode(chosen, node.stage_index)
@@ -109,6 +116,7 @@ def decide_cache(state: StepState) -> None:
             f"{c.name}|{c.severity}|{c.blocking}|{c.description}"
             for c in (plan.checks if plan is not None else ())
         ],
+        content_hash=storage.input_fingerprint == "content",
     )
     tags = state.context.run.tags
     records = storage.store.cache_records(state.key, state.partition)

@@ -26,6 +26,7 @@ from typedspark import DataSet
 
 from pysetl_dagster.errors import PySetlFactoryError
 from pysetl_dagster.execution.logs import factory_logging
+from pysetl_dagster.spark.connect import lost_server_note
 from pysetl_dagster.spark.labels import asset_scope, describe, spark_context, step_tag
 from pysetl_dagster.spark.memory import persist_output, release
 from pysetl_dagster.spark.metrics import failed_spark_work, split_spark_error
@@ -280,6 +281,9 @@ def factory_error_message(
     failed = failed_spark_work(spark, step_tag(run_id, asset))
     if failed:
         lines.append("Failed in " + failed)
+    lost = lost_server_note(spark, exc)
+    if lost:  # first: the Factory is not at fault
+        lines.insert(0, lost)
     if trace:
         lines.append("--- JVM stack trace ---\n" + trace)
     return "\n".join(lines)

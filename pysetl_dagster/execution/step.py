@@ -28,6 +28,7 @@ from dagster import (
 )
 from pyspark.sql import DataFrame
 
+from pysetl_dagster.automation.branching import record_exprs, recorded_aggregates, recorded_values
 from pysetl_dagster.automation.conditions import SKIPPED
 from pysetl_dagster.checks.plan import summary_table
 from pysetl_dagster.errors import PySetlFactoryError
@@ -217,8 +218,17 @@ def store_and_audit(state: StepState) -> Iterator[StepEvent]:
     if storage.in_run_handover == "memory":  # consumers in this run get it from memory
         run.persisted = storage.track(run.persisted or persist_output(run.output))
     try:
+        recorded = record_exprs(
+            recorded_aggregates(state.translated, state.node), run.output, state.context.log
+        )
         state.stored, state.outcomes = write_and_audit(
-            storage, state.plan, run.output, state.key, state.partition, run_id=state.run_id
+            storage,
+            state.plan,
+            run.output,
+            state.key,
+            state.partition,
+            run_id=state.run_id,
+            recorded=recorded,
         )
     except Exception as exc:
         # The Factory's lazy work runs in the write: fail with the Factory's context.
@@ -229,7 +239,9 @@ def store_and_audit(state: StepState) -> Iterator[StepEvent]:
     finally:
         if storage.in_run_handover != "memory":
             release(run.persisted)  # the lineage ran once: both writes are done
-    state.metadata.update(storage.spark_metadata(run.output, state.run_id, state.asset))
+    state.metadata.update(
+        storage.spark_metadata(run.output, state.run_id, state.asset, stored=state.stored)
+    )
     assert state.driver is not None
     state.metadata.update(memory_metadata(state.spark, state.driver))
     blocked = [o for o in state.outcomes if o.blocks]
@@ -263,6 +275,10 @@ def publish(state: StepState) -> None:
             raise
         state.metadata.update(run.metadata())
     extra: dict[str, Any] = {"checks": [outcome_record(o) for o in state.outcomes]}
+    aggregates = recorded_values(stored.observed)  # read by branching sensors
+    if aggregates:
+        extra["aggregates"] = aggregates
+        state.metadata[MetadataKey.AGGREGATES] = MetadataValue.json(aggregates)
     if state.cache is not None:
         extra.update(state.cache.manifest_fields(stored.version, state.run_id))
         stored = replace(

@@ -12,6 +12,9 @@ A scope sets, for the current thread:
     `SparkContext.addJobTag` too (so RDD jobs carry them and the status tracker finds them);
   - a job group and a readable job description (classic only), e.g.
     `clean_orders · CleanOrders.process() · run 1a2b3c4d`;
+  - the FAIR scheduler pool named after the asset (`spark.scheduler.pool`, classic only), so
+    Factories running at the same time on one session share its cores fairly (the session
+    resource turns on `spark.scheduler.mode=FAIR`; under FIFO the pool is only a label);
 and clears them on exit, tags it added and the job group/description alike (PySetl's
 `Stage.run_factory` sets a job group and never clears it; `no_leaked_spark_labels` guards code
 that calls PySetl natively).
@@ -35,7 +38,14 @@ RUN_TAG_PREFIX = "dagster-run-"
 ASSET_TAG_PREFIX = "dagster-asset-"
 STEP_TAG_PREFIX = "dagster-step-"
 
-_LOCAL_PROPERTIES = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
+POOL_PROPERTY = "spark.scheduler.pool"
+
+_LOCAL_PROPERTIES = (
+    "spark.jobGroup.id",
+    "spark.job.description",
+    "spark.job.interruptOnCancel",
+    POOL_PROPERTY,
+)
 
 
 def _clean(tag: str) -> str:
@@ -96,8 +106,13 @@ def spark_job_scope(
     tags: list[str],
     *,
     cancel_on_error: bool = True,
+    pool: str | None = None,
 ) -> Iterator[SparkJobScope]:
     """Label the Spark jobs this thread starts inside; clear the thread's labels afterwards.
+
+    Every label is the thread's own (Spark keeps local properties and job tags per JVM thread,
+    PySpark pins one JVM thread to each Python thread, and Spark Connect keeps tags per client
+    thread), so Factories running on threads of one session never see each other's labels.
 
     On an exception (including Dagster's interrupt when a run is terminated) the jobs carrying
     the scope's last tag (the step tag from `spark_tags`) are cancelled before it propagates.
@@ -114,6 +129,8 @@ def spark_job_scope(
             sc.setJobGroup(group_id, description or "", interruptOnCancel=True)
         elif description is not None:
             _set_description(sc, description)
+        if pool is not None:
+            sc.setLocalProperty(POOL_PROPERTY, pool)
         present = set(sc.getJobTags())
         for tag in tags:
             if tag not in present:
@@ -159,6 +176,12 @@ class SparkJobScope:
         _set_description(spark_context(self.spark), description)
 
 
+def pool_name(asset: str) -> str:
+    """The FAIR scheduler pool of an asset's Spark jobs: the asset key (pools are created on
+    first use with Spark's defaults: weight 1, FIFO inside the pool)."""
+    return asset
+
+
 def describe(asset: str, what: str, run_id: str) -> str:
     return f"{asset} · {what} · run {run_id[:8]}"
 
@@ -167,9 +190,14 @@ def describe(asset: str, what: str, run_id: str) -> str:
 def asset_scope(
     spark: SparkSession | None, run_id: str, asset: str, what: str
 ) -> Iterator[SparkJobScope]:
-    """The scope of one asset's work in one run (`what`: e.g. `CleanOrders.process()`)."""
+    """The scope of one asset's work in one run (`what`: e.g. `CleanOrders.process()`), in the
+    FAIR scheduler pool of the asset."""
     with spark_job_scope(
-        spark, f"{asset}:{run_id}", describe(asset, what, run_id), spark_tags(run_id, asset)
+        spark,
+        f"{asset}:{run_id}",
+        describe(asset, what, run_id),
+        spark_tags(run_id, asset),
+        pool=pool_name(asset),
     ) as scope:
         yield scope
 

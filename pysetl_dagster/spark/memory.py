@@ -4,7 +4,10 @@
   a child process, and in `local[*]` mode the executors live in it too). Read from Linux's
   `/proc/<pid>/status` (`VmHWM`), reset at the start of each materialization through
   `/proc/<pid>/clear_refs`, so the figure is the peak *during* that materialization. No new
-  dependency; on other systems only the Python process's lifetime peak is known.
+  dependency; on other systems only the Python process's lifetime peak is known. The peak is
+  the process's: when Factories run at the same time (threads of one run), it is reset only by
+  the first of them and the figure covers them all, marked `pysetl/driver_peak_shared`
+  rather than one Factory's peak wiping another's.
 - Executor peak memory: what Spark itself reports (`peakMemoryMetrics` of each executor in its
   status store, the REST API's figure): the largest JVM heap + off-heap use of any executor
   since the application started. Spark fills it with executor heartbeats (the first lands
@@ -24,6 +27,8 @@ from __future__ import annotations
 import re
 import resource
 import sys
+import threading
+import weakref
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +73,19 @@ def _reset_peak(pid: int) -> bool:
     return True
 
 
-@dataclass
+_MEASURING_LOCK = threading.Lock()
+_measuring: weakref.WeakSet[DriverMemory] = weakref.WeakSet()
+"""The measurements under way in this process (Factories running at once); an entry leaves
+when its figure is read or the step that held it is gone."""
+
+
+@dataclass(eq=False)
 class DriverMemory:
     """The driver's processes (Python, and its JVM when local), measured from `start()`."""
 
     pids: list[int] = field(default_factory=list)
+    shared: bool = False
+    """Another Factory ran in this process meanwhile: the peak is theirs together."""
 
     @classmethod
     def start(cls, spark: SparkSession | None) -> DriverMemory:
@@ -82,13 +95,23 @@ class DriverMemory:
         jvm = driver_jvm_pid(spark)
         if jvm is not None and jvm not in pids:
             pids.append(jvm)
-        for pid in pids:
-            _reset_peak(pid)
-        return cls(pids)
+        measurement = cls(pids)
+        with _MEASURING_LOCK:
+            if _measuring:  # resetting would wipe the running Factories' peaks
+                measurement.shared = True
+                for other in _measuring:
+                    other.shared = True
+            else:
+                for pid in pids:
+                    _reset_peak(pid)
+            _measuring.add(measurement)
+        return measurement
 
     def peak_mb(self) -> float | None:
         """Sum of the processes' peak RSS since `start()` (each reaches its peak at its own
-        moment, so this bounds the driver's footprint from above)."""
+        moment, so this bounds the driver's footprint from above); ends the measurement."""
+        with _MEASURING_LOCK:
+            _measuring.discard(self)
         peaks = [_proc_kb(pid, _HWM) for pid in self.pids]
         if any(p is None for p in peaks):
             if sys.platform.startswith("linux"):
@@ -151,6 +174,8 @@ def memory_metadata(spark: SparkSession | None, driver: DriverMemory) -> dict[st
     peak = driver.peak_mb()
     if peak is not None:
         metadata[MetadataKey.DRIVER_PEAK_RSS_MB] = MetadataValue.float(round(peak, 1))
+        if driver.shared:
+            metadata[MetadataKey.DRIVER_PEAK_SHARED] = MetadataValue.bool(True)
     executors = executor_peak_memory_mb(spark)
     if executors is not None:
         metadata["spark/executor_peak_memory_mb"] = MetadataValue.float(round(executors, 1))

@@ -5,7 +5,8 @@ A Factory's output is identified by its *cache key*, a hash of:
     code        the Factory's methods and, transitively, the user code they call
     config      its run config (`self.config`) and its instance state
     inputs      the data version of every upstream output it reads (from the manifests)
-    externals   a fingerprint of every external input (files: path, size, mtime)
+    externals   a fingerprint of every external input (local files: size, mtime, ctime, inode,
+                device, or their content when asked; remote files: their checksum)
     partition   the partition materialized
     checks      its validation (a new check re-audits, so it recomputes)
 
@@ -33,6 +34,7 @@ from dagster import MetadataValue
 
 from pysetl_dagster.metadata import MetadataKey, TagKey
 from pysetl_dagster.storage.fingerprints import (
+    FingerprintOptions,
     Unfingerprintable,
     code_fingerprint,
     value_fingerprint,
@@ -43,7 +45,7 @@ FORCE_TAG = TagKey.FORCE
 commas. Set it in the Launchpad (Edit tags) or with `dagster ... --tags`."""
 CACHE_TAG = TagKey.CACHE
 """Run tag `off`: this run neither reuses stored versions nor counts as a cache."""
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 """Bumped when what goes into the key changes: old keys then never match."""
 
 _ALL = {"all", "true", "*", "1", "yes"}
@@ -72,6 +74,8 @@ class CacheKey:
 
     parts: dict[str, str] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """External input part -> the kind of fingerprint that decided it (`FingerprintKind`s)."""
 
     @property
     def value(self) -> str | None:
@@ -106,8 +110,12 @@ def compute_key(
     externals: Mapping[str, Any],
     partition: str | None,
     checks: Sequence[str] = (),
+    content_hash: bool = False,
 ) -> CacheKey:
-    """The cache key of one Factory execution (see the module docstring)."""
+    """The cache key of one Factory execution (see the module docstring).
+
+    `content_hash` hashes the bytes of every local file an external input names (the
+    storage's `input_fingerprint="content"`) instead of their stat fields."""
     key = CacheKey()
 
     def code() -> str:
@@ -122,7 +130,10 @@ def compute_key(
     for attribute, manifest in sorted(upstream.items()):
         key.add(f"input:{attribute}", lambda m=manifest: upstream_data_version(m))
     for attribute, value in sorted(externals.items()):
-        key.add(f"external:{attribute}", lambda v=value: value_fingerprint(v))
+        options = FingerprintOptions(content=content_hash)
+        name = f"external:{attribute}"
+        key.add(name, lambda v=value, o=options: value_fingerprint(v, options=o))
+        key.fingerprints[name] = options.summary()
     if partition is not None:
         key.parts["partition"] = partition
     if checks:
@@ -181,6 +192,7 @@ class CacheDecision:
             "cache_key": self.key.value,
             "cache_parts": self.key.parts,
             "cache_missing": self.key.missing,
+            "cache_fingerprint": self.key.fingerprints,
             "data_version": self.data_version(storage_version),
             "computed_by_run": run_id,
             "computed_at": time.time(),
@@ -196,6 +208,8 @@ class CacheDecision:
         meta[MetadataKey.CACHE_PARTS] = MetadataValue.json(self.key.parts)
         if self.key.missing:
             meta[MetadataKey.CACHE_MISSING] = MetadataValue.json(self.key.missing)
+        if self.key.fingerprints:
+            meta[MetadataKey.CACHE_FINGERPRINT] = MetadataValue.json(self.key.fingerprints)
         if self.reuse is not None:
             run = self.reuse.get("computed_by_run") or self.reuse.get("run_id")
             if run:

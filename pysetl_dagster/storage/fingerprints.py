@@ -6,7 +6,15 @@ Third-party libraries (pyspark, pysetl, dagster, anything installed in site-pack
 standard library) count by name only: upgrading them is not tracked.
 
 Values (external inputs, instance state): a hash of their content, where files and folders
-count by path, size and modification time. A value whose content cannot be seen (a Spark
+count by what their filesystem can tell cheaply and no copy tool can forge (see
+`file_fingerprint`): local files by size, mtime, ctime, inode and device, as git's index does
+(`cp -p`, `tar -x`, `rsync -a` set size and mtime, never ctime or the inode); remote files by
+the filesystem's own content checksum where it keeps one (HDFS `getFileChecksum`, an S3 ETag, a
+GCS MD5), else by size and mtime. When asked (per input: `pysetl_content_hash = True` on the
+input's class; for every input: `SparkParquetIOManager(input_fingerprint="content")`), local
+files are hashed by content instead: the same bytes are the same input, whatever their times.
+Each fingerprint notes which *kind* decided (`FingerprintKind`), recorded in the
+materialization as `pysetl/cache_fingerprint`. A value whose content cannot be seen (a Spark
 DataFrame, an object whose repr is a memory address) has *no* fingerprint: callers must then
 recompute rather than guess, and say why.
 """
@@ -23,6 +31,7 @@ import sys
 import sysconfig
 import types
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +59,10 @@ LIBRARY_PACKAGES = frozenset(
 )
 
 _FINGERPRINT_HOOK = "pysetl_fingerprint"
+_CONTENT_HASH_ATTR = "pysetl_content_hash"
+"""An external input object (or its class) setting `pysetl_content_hash = True` has the files it
+names hashed by content (per input), whatever the storage's `input_fingerprint` setting."""
+_CHUNK = 4 << 20
 """An external input object may define `pysetl_fingerprint() -> str | None` to say itself what
 identifies its content (None: it cannot be fingerprinted)."""
 
@@ -271,30 +284,97 @@ def stable_repr(value: Any) -> str:
     return text.split(" at 0x")[0] if " at 0x" in text else text
 
 
-def file_fingerprint(path: str | Path) -> str:
-    """Path, size and modification time of a file, or of every file under a folder."""
+class FingerprintKind(StrEnum):
+    """What decided a file's fingerprint (recorded as `pysetl/cache_fingerprint`)."""
+
+    STAT = "stat"
+    """Local file: size, mtime, ctime, inode and device (git's index; no copy tool sets ctime)."""
+    CONTENT = "content"
+    """The bytes, hashed (sha256): asked for per input or for every input."""
+    CHECKSUM = "checksum"
+    """The filesystem's own content checksum: HDFS getFileChecksum, S3 ETag, GCS MD5."""
+    LISTING = "listing"
+    """A remote file with no checksum available: size and modification time only."""
+    VALUE = "value"
+    """No file: the value's own content."""
+
+
+@dataclasses.dataclass
+class FingerprintOptions:
+    """How files are fingerprinted in one `value_fingerprint` call, and which kinds decided.
+
+    Args:
+        content: hash local files' bytes instead of their stat fields (remote files: their
+            checksum where the filesystem has one, else their bytes through `pyarrow.fs`).
+        kinds: filled in with the `FingerprintKind` of every file met.
+    """
+
+    content: bool = False
+    kinds: set[str] = dataclasses.field(default_factory=set)
+
+    def summary(self) -> str:
+        """The kinds that decided, as one label ("stat", "checksum+listing", "value")."""
+        return "+".join(sorted(self.kinds)) or FingerprintKind.VALUE.value
+
+
+def _content_digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _local_entry(full: str, options: FingerprintOptions) -> str:
+    """One local file: its content hash (when asked), else the stat fields a copy cannot set."""
+    st = os.stat(full)
+    if options.content:
+        options.kinds.add(FingerprintKind.CONTENT)
+        return f"{st.st_size}:sha256={_content_digest(full)}"
+    options.kinds.add(FingerprintKind.STAT)
+    # st_ctime_ns changes on every write, chmod or rename and cannot be set by a user, so a
+    # rewrite that restores size and mtime (`cp -p`, `tar -x`, `rsync -a`) is still seen.
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+
+
+def file_fingerprint(path: str | Path, options: FingerprintOptions | None = None) -> str:
+    """A file, or every file under a folder: by stat fields, or by content when asked."""
+    options = options if options is not None else FingerprintOptions()
     path = os.path.abspath(path)
     if os.path.isfile(path):
-        st = os.stat(path)
-        return f"file:{path}:{st.st_size}:{st.st_mtime_ns}"
+        return f"file:{path}:{_local_entry(path, options)}"
     entries = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(root, name)
-            st = os.stat(full)
-            entries.append(f"{os.path.relpath(full, path)}:{st.st_size}:{st.st_mtime_ns}")
+            entries.append(f"{os.path.relpath(full, path)}:{_local_entry(full, options)}")
     return f"dir:{path}:" + hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
-def _remote_fingerprint(uri: str) -> str:
-    """Sizes and modification times under a Hadoop URI (hdfs://, s3a://), through the JVM of
-    the active SparkSession; no Spark job runs."""
-    from pyspark.sql import SparkSession
+def _remote_fingerprint(uri: str, options: FingerprintOptions | None = None) -> str:
+    """The files under a remote URI (hdfs://, s3a://, gs://, ...), listed without a Spark job:
+    through the JVM of an active classic SparkSession (the session's connectors and
+    credentials), else through `pyarrow.fs` (no JVM: what a Spark Connect client has)."""
+    options = options if options is not None else FingerprintOptions()
+    from pysetl_dagster.storage.store import active_spark, has_jvm
 
-    spark = SparkSession.getActiveSession()
-    if spark is None:
-        raise Unfingerprintable(f"{uri} is remote and no SparkSession is active to list it")
+    spark = active_spark()
+    if spark is not None and has_jvm(spark):
+        entries = _hadoop_entries(spark, uri, options)
+    else:
+        entries = _arrow_entries(uri, options)
+    if entries is None:
+        return f"missing:{uri}"
+    return f"uri:{uri}:" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+
+
+def _listing_error(uri: str, exc: BaseException) -> Unfingerprintable:
+    reason = str(exc).strip().splitlines()
+    detail = next((line for line in reason if "Exception" in line), reason[0] if reason else "")
+    return Unfingerprintable(f"{uri} cannot be listed: {detail.strip()[:200]}")
+
+
+def _hadoop_entries(spark: Any, uri: str, options: FingerprintOptions) -> list[str] | None:
+    """Each file's checksum (an S3A ETag from the listing, else `getFileChecksum`: HDFS's
+    MD5-of-CRCs, S3A's ETag when `fs.s3a.etag.checksum.enabled`), else its size and mtime."""
     jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     entries = []
@@ -302,45 +382,133 @@ def _remote_fingerprint(uri: str) -> str:
         path = jvm.org.apache.hadoop.fs.Path(uri)
         fs = path.getFileSystem(conf)
         if not fs.exists(path):
-            return f"missing:{uri}"
+            return None
         files = fs.listFiles(path, True)
         while files.hasNext():
             st = files.next()
-            entries.append(f"{st.getPath().toString()}:{st.getLen()}:{st.getModificationTime()}")
+            name = st.getPath().toString()
+            checksum = _hadoop_checksum(fs, st)
+            if checksum is not None:
+                options.kinds.add(FingerprintKind.CHECKSUM)
+                entries.append(f"{name}:{st.getLen()}:{checksum}")
+            else:
+                options.kinds.add(FingerprintKind.LISTING)
+                entries.append(f"{name}:{st.getLen()}:{st.getModificationTime()}")
+    except Unfingerprintable:
+        raise
     except Exception as exc:  # no connector on the classpath, no credentials, no network
-        reason = str(exc).strip().splitlines()
-        detail = next((line for line in reason if "Exception" in line), reason[0] if reason else "")
-        raise Unfingerprintable(f"{uri} cannot be listed: {detail.strip()[:200]}") from exc
-    return f"uri:{uri}:" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+        raise _listing_error(uri, exc) from exc
+    return entries
 
 
-def _path_fingerprint(text: str) -> str | None:
-    """The fingerprint of a string that names an existing file, folder or Hadoop URI."""
+def _hadoop_checksum(fs: Any, status: Any) -> str | None:
+    try:  # S3A (Hadoop >= 3.3.2): the listing carries the ETag, no extra request
+        etag = status.getEtag()
+        if etag:
+            return f"etag={etag}"
+    except Exception:  # not an EtagSource
+        pass
+    try:
+        checksum = fs.getFileChecksum(status.getPath())
+    except Exception:  # a filesystem without checksums may also refuse the call
+        return None
+    if checksum is None:  # the local filesystem, S3A without etag checksums
+        return None
+    return f"{checksum.getAlgorithmName()}={bytes(checksum.getBytes()).hex()}"
+
+
+_ARROW_CHECKSUM_KEYS = ("ETag", "etag", "md5Hash", "md5", "crc32c")
+"""Object metadata `pyarrow.fs` reports that identifies content: S3's ETag, GCS's MD5/CRC32C."""
+
+
+def _arrow_entries(uri: str, options: FingerprintOptions) -> list[str] | None:
+    """Each file through `pyarrow.fs` (no JVM): the object's checksum from its metadata (one
+    HEAD request), its bytes when content was asked and there is none, else size and mtime."""
+    from pyarrow import fs as pafs
+
+    from pysetl_dagster.storage.arrow import ArrowFS
+
+    try:
+        fs, path, _ = ArrowFS()._resolve(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            return None
+        infos = (
+            [info]
+            if info.type == pafs.FileType.File
+            else [
+                i
+                for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                if i.type == pafs.FileType.File
+            ]
+        )
+        return [_arrow_entry(fs, i, options) for i in infos]
+    except Unfingerprintable:
+        raise
+    except Exception as exc:  # no credentials, no network, no libhdfs
+        raise _listing_error(uri, exc) from exc
+
+
+def _arrow_entry(fs: Any, info: Any, options: FingerprintOptions) -> str:
+    checksum = None
+    try:
+        with fs.open_input_file(info.path) as handle:
+            metadata = handle.metadata()
+        checksum = next(
+            (f"{k}={metadata[k]!r}" for k in _ARROW_CHECKSUM_KEYS if metadata.get(k)), None
+        )
+    except (OSError, NotImplementedError, AttributeError):
+        checksum = None
+    if checksum is not None:
+        options.kinds.add(FingerprintKind.CHECKSUM)
+        return f"{info.path}:{info.size}:{checksum}"
+    if options.content:
+        options.kinds.add(FingerprintKind.CONTENT)
+        digest = hashlib.sha256()
+        with fs.open_input_stream(info.path) as stream:
+            for chunk in iter(lambda: stream.read(_CHUNK), b""):
+                digest.update(chunk)
+        return f"{info.path}:{info.size}:sha256={digest.hexdigest()}"
+    options.kinds.add(FingerprintKind.LISTING)
+    return f"{info.path}:{info.size}:{info.mtime_ns}"
+
+
+def _path_fingerprint(text: str, options: FingerprintOptions) -> str | None:
+    """The fingerprint of a string that names an existing file, folder or remote URI."""
     if "://" in text:
         scheme = text.split("://", 1)[0]
         if scheme == "file":
             local = text[len("file://") :]
-            return file_fingerprint(local) if os.path.exists(local) else None
+            return file_fingerprint(local, options) if os.path.exists(local) else None
         if scheme in {"hdfs", "s3a", "s3", "gs", "abfs", "abfss", "wasb", "wasbs"}:
-            return _remote_fingerprint(text)
+            return _remote_fingerprint(text, options)
         return None
     if len(text) < 4096 and ("/" in text or os.sep in text or "." in text):
         try:
             if os.path.exists(text):
-                return file_fingerprint(text)
+                return file_fingerprint(text, options)
         except (OSError, ValueError):
             return None
     return None
 
 
-def value_fingerprint(value: Any, _depth: int = 0) -> str:
+def value_fingerprint(
+    value: Any, _depth: int = 0, *, options: FingerprintOptions | None = None
+) -> str:
     """A stable hash of a value's content; raises `Unfingerprintable` saying why not.
 
-    Strings naming existing files or folders count by path, size and modification time, so
-    an input file rewritten in place changes the fingerprint.
+    Strings naming existing files, folders or remote URIs count by `file_fingerprint` /
+    `_remote_fingerprint`, so an input file rewritten in place changes the fingerprint even
+    when its size and mtime were restored. `options` says whether files are hashed by content
+    and collects which kinds decided.
     """
+    options = options if options is not None else FingerprintOptions()
     if _depth > 20:
         raise Unfingerprintable("nested too deeply")
+    if getattr(value, _CONTENT_HASH_ATTR, False) is True and not options.content:
+        # this input asks for content hashing: its files (and only its) are read
+        inner = FingerprintOptions(content=True, kinds=options.kinds)
+        return value_fingerprint(value, _depth, options=inner)
     hook = getattr(value, _FINGERPRINT_HOOK, None)
     if callable(hook) and not isinstance(value, type):
         result = hook()
@@ -351,26 +519,24 @@ def value_fingerprint(value: Any, _depth: int = 0) -> str:
         return _short(repr(value))
     if isinstance(value, str | Path):
         text = str(value)
-        return _short(f"{text}|{_path_fingerprint(text) or ''}")
-    if isinstance(value, Mapping):
-        items = sorted(
-            (value_fingerprint(k, _depth + 1), value_fingerprint(v, _depth + 1))
-            for k, v in value.items()
-        )
-        return _short("map:" + repr(items))
-    if isinstance(value, set | frozenset):
-        return _short("set:" + repr(sorted(value_fingerprint(v, _depth + 1) for v in value)))
+        return _short(f"{text}|{_path_fingerprint(text, options) or ''}")
+    if isinstance(value, Mapping | set | frozenset) or (
+        isinstance(value, list | tuple) and not is_record(value)
+    ):
+        return _container_fingerprint(value, _depth, options)
     if is_record(value):  # a Dagster @record (e.g. an AutomationCondition): no iteration
         return _short(f"{_type_name(value)}:{value!r}")
-    if isinstance(value, list | tuple):
-        return _short("seq:" + repr([value_fingerprint(v, _depth + 1) for v in value]))
     _refuse_data(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return _short(f"{_type_name(value)}:{value_fingerprint(fields, _depth + 1)}")
+        return _short(
+            f"{_type_name(value)}:{value_fingerprint(fields, _depth + 1, options=options)}"
+        )
     dump = getattr(value, "model_dump", None)  # pydantic (a dagster Config)
     if callable(dump):
-        return _short(f"{_type_name(value)}:{value_fingerprint(dump(), _depth + 1)}")
+        return _short(
+            f"{_type_name(value)}:{value_fingerprint(dump(), _depth + 1, options=options)}"
+        )
     if isinstance(value, type):
         # a class held as a value (`consumers = {A, B}`) counts by name: its code is hashed
         # where code uses it, and hashing it here could cycle (A.consumers holds B, B holds A)
@@ -383,11 +549,26 @@ def value_fingerprint(value: Any, _depth: int = 0) -> str:
     state = getattr(value, "__dict__", None)
     if isinstance(state, dict) and state:
         content = {k: v for k, v in state.items() if not _is_handle(v)}
-        return _short(f"{_type_name(value)}:{value_fingerprint(content, _depth + 1)}")
+        return _short(
+            f"{_type_name(value)}:{value_fingerprint(content, _depth + 1, options=options)}"
+        )
     text = stable_repr(value)
     if not _stable(repr(value)):
         raise Unfingerprintable(f"a {_type_name(value)} shows no content to hash")
     return _short(f"{_type_name(value)}:{text}")
+
+
+def _container_fingerprint(value: Any, depth: int, options: FingerprintOptions) -> str:
+    """A mapping's pairs, a set's members (both order-free) or a sequence's items."""
+
+    def member(item: Any) -> str:
+        return value_fingerprint(item, depth + 1, options=options)
+
+    if isinstance(value, Mapping):
+        return _short("map:" + repr(sorted((member(k), member(v)) for k, v in value.items())))
+    if isinstance(value, set | frozenset):
+        return _short("set:" + repr(sorted(member(v) for v in value)))
+    return _short("seq:" + repr([member(v) for v in value]))
 
 
 def _refuse_data(value: Any) -> None:

@@ -50,6 +50,11 @@ from pyspark.sql.types import StructType
 from pysetl_dagster.automation.conditions import SKIPPED, is_skipped
 from pysetl_dagster.errors import PySetlFactoryError, PySetlStorageError
 from pysetl_dagster.metadata import MetadataKey
+from pysetl_dagster.spark.connect import (
+    CONNECT_UNAVAILABLE,
+    is_connect_session,
+    lost_server_note,
+)
 from pysetl_dagster.spark.labels import asset_scope, step_tag
 from pysetl_dagster.spark.memory import release
 from pysetl_dagster.spark.metrics import (
@@ -138,6 +143,13 @@ class SparkParquetIOManager(ConfigurableIOManager):
         gt=0,
         description="Default time-to-live of stored versions for the cache, in seconds "
         "(a Factory's `cache_ttl` overrides it). None: versions never expire.",
+    )
+    input_fingerprint: Literal["stat", "content"] = Field(
+        default="stat",
+        description="How the cache key sees local files named by external inputs: 'stat' "
+        "(size, mtime, ctime, inode, device: no read) or 'content' (their bytes hashed; an "
+        "input's class can ask for it alone with `pysetl_content_hash = True`). Remote files "
+        "count by their filesystem's checksum where there is one.",
     )
 
     own_sink: Literal["deferred", "persist", "inline"] = Field(
@@ -373,7 +385,9 @@ class SparkParquetIOManager(ConfigurableIOManager):
                     _write_error(context, label, "new", exc, obj.sparkSession)
                 ) from exc
             if isinstance(obj, DataFrame):
-                context.add_output_metadata(self.spark_metadata(obj, context.run_id, label))
+                context.add_output_metadata(
+                    self.spark_metadata(obj, context.run_id, label, stored=stored)
+                )
         if not stored.published:
             stored = self.publish(stored, context.run_id)
         metadata = self.version_metadata(stored)
@@ -395,14 +409,25 @@ class SparkParquetIOManager(ConfigurableIOManager):
                 )
             )
 
-    def spark_metadata(self, df: DataFrame, run_id: str, label: str) -> dict[str, Any]:
-        """What Spark did for one output (metrics by the step's tag) and, in debug mode, its
-        plan."""
+    def spark_metadata(
+        self, df: DataFrame, run_id: str, label: str, stored: StoredVersion | None = None
+    ) -> dict[str, Any]:
+        """What Spark did for one output (metrics by the step's tag; on Spark Connect, what
+        the write observed and reported, and what it could not) and, in debug mode, its plan.
+        """
         metadata: dict[str, Any] = {}
         spark = df.sparkSession
         if self.debug_plans:
             metadata["spark/plan"] = MetadataValue.md(f"```\n{spark_plan(df)}\n```")
-        if self.spark_metrics:
+        if not self.spark_metrics:
+            return metadata
+        if is_connect_session(spark):
+            figures = dict(stored.spark_metrics) if stored is not None else {}
+            if stored is not None and stored.rows is not None:
+                figures["spark/output_records"] = stored.rows
+            metadata.update({k: MetadataValue.int(v) for k, v in sorted(figures.items())})
+            metadata[MetadataKey.SPARK_UNAVAILABLE] = MetadataValue.text(CONNECT_UNAVAILABLE)
+        else:
             metadata.update(_metrics_metadata(spark, step_tag(run_id, label)))
         return metadata
 
@@ -570,6 +595,9 @@ def _write_error(
     failed = failed_spark_work(spark, step_tag(context.run_id, label))
     if failed:
         lines.append("Failed in " + failed)
+    lost = lost_server_note(spark, exc)
+    if lost:
+        lines.insert(0, lost)
     if trace:
         lines.append("--- JVM stack trace ---\n" + trace)
     return "\n".join(lines)

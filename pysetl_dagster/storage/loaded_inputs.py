@@ -25,3 +25,10 @@ def loaded_inputs(step_key: str | None = None) -> dict[str, str]:
     if step_key is not None and getattr(_thread, "step_key", None) != step_key:
         return {}
     return dict(getattr(_thread, "inputs", {}))
+
+
+def inherit_inputs(step_key: str, inputs: dict[str, str]) -> None:
+    """Make `inputs` (asset -> version) what the step `step_key` loaded on this thread: a
+    Factory of a Stage runs on a thread of its own, after the op's thread loaded its inputs."""
+    _thread.step_key = step_key
+    _thread.inputs = dict(inputs)

@@ -44,6 +44,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from pysetl_dagster.errors import PySetlStorageError
+from pysetl_dagster.spark.connect import connect_plan_metrics, is_connect_session
 from pysetl_dagster.spark.labels import active_session, asset_scope
 from pysetl_dagster.storage.arrow import ArrowFS
 from pysetl_dagster.storage.filesystem import FileSystem, Location, has_scheme, qualified
@@ -137,6 +138,9 @@ class StoredVersion:
     logs itself (Stage jobs); assets pass it on their `Output`."""
     code_version: str | None = None
     cached: bool = False
+    spark_metrics: Mapping[str, int] = field(default_factory=dict)
+    """Spark Connect: what the write's `ExecutionInfo` reported (plan metrics); classic
+    sessions read theirs from Spark's status store instead."""
 
     @property
     def path(self) -> Location:
@@ -283,9 +287,8 @@ class PySetlStorage(ConfigurableResource):
                     value.sparkSession, run_id or "", label or str(location), f"store {version}"
                 ):
                     start = time.perf_counter()
-                    value.observe(observation, *exprs).write.mode("errorifexists").parquet(
-                        qualified(target)
-                    )
+                    observed = value.observe(observation, *exprs)
+                    observed.write.mode("error").parquet(qualified(target))
                     write_s = time.perf_counter() - start
                 return StoredVersion(
                     location,
@@ -295,6 +298,11 @@ class PySetlStorage(ConfigurableResource):
                     dict(observation.get),
                     value.schema.json(),
                     write_s=write_s,
+                    spark_metrics=(
+                        connect_plan_metrics(observed.executionInfo)
+                        if is_connect_session(value.sparkSession)
+                        else {}
+                    ),
                 )
             store.fs.mkdirs(target)
             store.fs.write_bytes(target / "value.pickle", pickle.dumps(value))

@@ -348,3 +348,79 @@ def test_ui_observing_a_changed_input_file_marks_its_factory_stale(
     cached = _materialize_retail(dagster_dev)
     assert not cached["clean_orders"] and cached["clean_customers"]
     assert _stale(dagster_dev)["clean_orders"] == "FRESH"
+
+
+TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(limit: 5) { status skipReason runIds error { message } } } }
+  }
+}
+"""
+RUN_TAGS = """
+query RunTags($runId: ID!) { runOrError(runId: $runId) { ... on Run { tags { key value } } } }
+"""
+TERMINATE = """
+mutation Terminate($runId: String!) { terminateRun(runId: $runId) { __typename } }
+"""
+STOP_SENSOR = """
+mutation Stop($id: String!) { stopSensor(id: $id) { __typename } }
+"""
+
+
+def test_branching_sensor_decision_is_visible_in_the_tick_history(
+    dagster_dev: DagsterGraphQLClient,
+) -> None:
+    """Switch `review_branching` on as a user does; its first tick says what it decided and why:
+    `large_order_alerts` does not run (no stored `large_orders`), `category_revenue` takes the
+    full path ($REVIEW_INCREMENTAL unset). With retail's `enriched_orders` stored (an earlier
+    test materialized it) the tick requests a run carrying the decision; without, it skips
+    saying what is missing."""
+    retail_done = dagster_dev._execute(
+        RUNS_BY_TAG, {"filter": {"pipelineName": "retail_assets", "statuses": ["SUCCESS"]}}
+    )["runsOrError"]["results"]
+    selector = {
+        "repositoryLocationName": "definitions",
+        "repositoryName": "__repository__",
+        "sensorName": "review_branching",
+    }
+    started = dagster_dev._execute(START_SENSOR, {"selector": selector})["startSensor"]
+    assert started["__typename"] == "Sensor", started
+    deadline = time.monotonic() + 180
+    ticks: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        sensor = dagster_dev._execute(TICKS, {"selector": selector})["sensorOrError"]
+        ticks = [t for t in sensor["sensorState"]["ticks"] if t["status"] != "STARTED"]
+        if ticks:
+            break
+        time.sleep(2)
+    assert ticks, "no tick of review_branching:\n" + DEV_DIRS["log"].read_text()[-4000:]
+    tick = ticks[0]
+    if not retail_done:
+        assert tick["status"] == "SKIPPED", tick
+        assert "enriched_orders, which has no stored version yet" in tick["skipReason"]
+        assert "LargeOrderAlerts: does not run" in tick["skipReason"]
+        return
+    assert tick["status"] == "SUCCESS", tick
+    (run_id,) = tick["runIds"]
+    try:
+        tags = {
+            t["key"]: t["value"]
+            for t in dagster_dev._execute(RUN_TAGS, {"runId": run_id})["runOrError"]["tags"]
+        }
+        assert tags["pysetl/branch_taken"] == "CategoryRevenue -> AllCategoryRevenue"
+        assert tags["pysetl/condition.large_order_alerts"].startswith(
+            "false: when_data(LargeOrders, rows > 0): LargeOrders has no stored version yet"
+        )
+        assert tags["pysetl/condition.category_revenue"].startswith(
+            "false: when_config('incremental'): sensor flag incremental is None"
+        )
+    finally:  # the decision is what is under test, not the run: stop both
+        dagster_dev._execute(TERMINATE, {"runId": run_id})
+        state_id = dagster_dev._execute(
+            "query S($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector)"
+            " { ... on Sensor { sensorState { id } } } }",
+            {"selector": selector},
+        )["sensorOrError"]["sensorState"]["id"]
+        dagster_dev._execute(STOP_SENSOR, {"id": state_id})

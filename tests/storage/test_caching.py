@@ -9,6 +9,7 @@ reloads a project: `importlib.reload`, with bytecode caching off so an edit is a
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 import time
@@ -335,6 +336,66 @@ def test_external_input_file_change_reruns_its_readers_and_downstream(
     assert cached_by_asset(result) == RECOMPUTED_ALL
     leaf = resources["io_manager"].current_version_path(dg.AssetKey("leaf"))
     assert SparkSession.builder.getOrCreate().read.parquet(str(leaf)).count() == 4
+
+
+def test_a_rewrite_keeping_size_and_mtime_recomputes_and_content_mode_ignores_times(
+    project: Project, resources: dict[str, Any], storage: Path
+) -> None:
+    """What `cp -p`, `tar -x` or `rsync -a` of a fixed-width extract produce: other bytes, the
+    same size, the same mtime. The stat fingerprint sees the ctime (and inode) no copy tool
+    sets, so the Factory and its dependents recompute. With content hashing the same bytes
+    under new times are the same input: nothing recomputes."""
+    materialize(project.assets(), resources)
+    before = project.data.stat()
+    project.data.write_text("7\n8\n9\n")
+    os.utime(project.data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = project.data.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    result = materialize(project.assets(), resources)
+    assert cached_by_asset(result) == RECOMPUTED_ALL
+    source = result.asset_materializations_for_node("source")[0].metadata
+    assert source["pysetl/cache_fingerprint"].value == {"external:src": "stat"}
+    leaf = resources["io_manager"].current_version_path(dg.AssetKey("leaf"))
+    rows = SparkSession.builder.getOrCreate().read.parquet(str(leaf)).orderBy("n").collect()
+    assert [r["n"] for r in rows] == [7, 8, 9]
+
+    content = {
+        **resources,
+        "io_manager": SparkParquetIOManager(base_path=str(storage), input_fingerprint="content"),
+    }
+    first = materialize(project.assets(), content, selection="source")  # another kind of key
+    assert cached_by_asset(first) == {"source": False}
+    project.data.write_text("7\n8\n9\n")  # the same bytes, new times
+    os.utime(project.data, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    again = materialize(project.assets(), content, selection="source")
+    assert cached_by_asset(again) == {"source": True}
+    source = again.asset_materializations_for_node("source")[0].metadata
+    assert source["pysetl/cache_fingerprint"].value == {"external:src": "content"}
+
+
+def test_remote_listing_with_and_without_a_jvm(spark: SparkSession, tmp_path: Path) -> None:
+    """A URI is listed through the classic session's Hadoop client, or through pyarrow.fs when
+    there is no JVM (Spark Connect); a file without a filesystem checksum counts by size and
+    mtime there ("listing"), and a rewrite with other bytes of the same size is seen by both."""
+    from pysetl_dagster.storage.fingerprints import (
+        FingerprintOptions,
+        _arrow_entries,
+        _hadoop_entries,
+    )
+
+    data = tmp_path / "remote" / "part-0.csv"
+    data.parent.mkdir()
+    data.write_text("1,2\n")
+    uri = f"file://{data.parent}"
+    hadoop, arrow = FingerprintOptions(), FingerprintOptions()
+    by_hadoop = _hadoop_entries(spark, uri, hadoop)
+    by_arrow = _arrow_entries(uri, arrow)
+    assert by_hadoop and by_arrow and hadoop.kinds == arrow.kinds == {"listing"}
+    data.write_text("3,4\n")
+    os.utime(data, ns=(0, 2 * 10**18))
+    assert _hadoop_entries(spark, uri, FingerprintOptions()) != by_hadoop
+    assert _arrow_entries(uri, FingerprintOptions()) != by_arrow
+    assert _arrow_entries(f"file://{tmp_path}/absent", FingerprintOptions()) is None
 
 
 def test_stage_job_skips_and_reruns_like_the_asset_job(

@@ -1,0 +1,151 @@
+"""`pysetl-dagster init` / `new factory`: one command to a project whose tests pass and that
+`dg` lists and checks. One scaffolded project for the module; its tests run with this venv
+and PYTHONPATH (nothing is installed)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pysetl_dagster.cli.main import main
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pysetl-dagster init shop`, then `pysetl-dagster new factory EnrichOrders` inside it."""
+    parent = tmp_path_factory.mktemp("scaffold")
+    assert _main("init", "shop", "--dir", str(parent))[0] == 0
+    root = parent / "shop"
+    code, out, _ = _main("new", "factory", "EnrichOrders", "--project", str(root / "src"))
+    assert code == 0, out
+    return root
+
+
+@pytest.fixture(scope="module")
+def env(project: Path) -> dict[str, str]:
+    """The project's environment: this venv, its `src/` and this checkout on PYTHONPATH."""
+    home = project.parent / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join([str(project / "src"), str(ROOT)]),
+        "PYSPARK_PYTHON": sys.executable,
+        "VIRTUAL_ENV": sys.prefix,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+
+
+def _main(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _run(project: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command), cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_project_has_its_parts_and_no_machine_path(project: Path) -> None:
+    files = {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
+    assert {
+        "pyproject.toml",
+        "README.md",
+        "src/shop/definitions.py",
+        "src/shop/pipeline.py",
+        "src/shop/factories/clean_records.py",
+        "src/shop/factories/enrich_orders.py",
+        "src/shop/defs/shop/defs.yaml",
+        "src/shop/data/sample.csv",
+        "tests/conftest.py",
+        "tests/test_clean_records.py",
+        "tests/test_enrich_orders.py",
+        "tests/test_pipeline.py",
+    } <= files
+    factory = (project / "src/shop/factories/clean_records.py").read_text()
+    assert "Delivery[" in factory and "pa.DataFrameModel" in factory
+    for path in project.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            text = path.read_text()
+            for machine in (str(project.parent), str(ROOT), str(Path.home()), sys.prefix):
+                assert machine not in text, f"{path} names {machine}"
+
+
+def test_the_project_tests_pass_on_creation(project: Path, env: dict[str, str]) -> None:
+    """The sample Factory's test, the new Factory's test and a real materialization."""
+    result = _run(project, env, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "3 passed" in result.stdout
+
+
+def test_dg_lists_the_sample_asset_with_its_checks_job_and_schedule(
+    project: Path, env: dict[str, str]
+) -> None:
+    result = _run(project, env, str(Path(sys.executable).with_name("dg")), "list", "defs", "--json")
+    assert result.returncode == 0, result.stderr[-4000:]
+    listed = json.loads(result.stdout[result.stdout.index("{") :])
+    assets = {a["asset_key"]: a for a in listed["assets"]}
+    assert {"clean_records", "clean_records_source"} <= set(assets)
+    assert assets["clean_records"]["source"].startswith("src/shop/defs/shop/defs.yaml")
+    assert {"key": "pipeline", "value": "shop"} in assets["clean_records"]["tags"]
+    assert "clean_records:amount__greater_than_or_equal_to" in {
+        c["key"] for c in listed["asset_checks"]
+    }
+    assert {"shop_assets", "shop_stages"} <= {j["name"] for j in listed["jobs"]}
+    assert [s["name"] for s in listed["schedules"]] == ["shop_daily"]
+
+
+@pytest.fixture
+def misspelled(project: Path) -> Iterator[Path]:
+    """A second component whose `schedules` is misspelled on line 7 (removed afterwards)."""
+    folder = project / "src" / "shop" / "defs" / "typo"
+    folder.mkdir()
+    (folder / "defs.yaml").write_text(
+        "type: pysetl_dagster.PySetlPipelineComponent\n"
+        "\n"
+        "attributes:\n"
+        "  pipeline: shop.pipeline:build_pipeline\n"
+        "  name: typo\n"
+        "  key_prefix: typo\n"
+        "  schedulez:\n"
+        "    - cron: '0 2 * * *'\n"
+    )
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_dg_check_defs_names_the_file_line_and_key_of_a_misspelled_attribute(
+    project: Path, env: dict[str, str], misspelled: Path
+) -> None:
+    result = _run(project, env, str(Path(sys.executable).with_name("dg")), "check", "defs")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    # dg's YAML pass validates one file per component type (it keys files by type), so the
+    # typo may surface in the load that follows: both name the file, line and key
+    assert "shop/defs/typo/defs.yaml:7" in output, output[-3000:]
+    assert "attributes.schedulez" in output, output[-3000:]
+
+
+def test_init_and_new_refuse_with_one_line_saying_what_to_do(project: Path, tmp_path: Path) -> None:
+    code, _, err = _main("init", "shop", "--dir", str(project.parent))
+    assert code == 1 and "exists and is not empty" in err
+    code, _, err = _main("init", "1shop", "--dir", str(tmp_path))
+    assert code == 1 and "does not make a Python package name" in err
+    code, _, err = _main("new", "factory", "EnrichOrders", "--project", str(project))
+    assert code == 1 and "enrich_orders.py exists" in err
+    code, _, err = _main("new", "factory", "Thing", "--project", str(tmp_path))
+    assert code == 1 and "pysetl-dagster init NAME" in err
