@@ -11,10 +11,16 @@ Spark jobs are counted by Spark (jobs submitted by the application during the wa
 itself through a PySetl `SparkRepository` in `write()`, during one cold materialization
 (compute-once: 1; PySetl's write then the IO manager's write would scan it twice).
 
-The last line printed is one JSON object:
-{"cold_s", "warm_s", "ratio", "spark_jobs_warm", "one_changed_s", "sink_input_scans", ...}
+`fingerprint_s`: the stat fingerprint (size, mtime, ctime, inode, device) the cache key takes
+of a local input file of `--input-mb` (1 GB by default), median of 5; `fingerprint_content_s`:
+its content hash (`input_fingerprint="content"`), once, and `content_vs_cold` that time over the
+cold materialization above.
 
-    .venv/bin/python benchmarks/cache.py [--orders 2000000]
+The last line printed is one JSON object:
+{"cold_s", "warm_s", "ratio", "spark_jobs_warm", "one_changed_s", "sink_input_scans",
+"fingerprint_s", ...}
+
+    .venv/bin/python benchmarks/cache.py [--orders 2000000] [--input-mb 1024]
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from definitions.retail.factories import TopProducts  # noqa: E402
 from definitions.retail.pipeline import build_pipeline  # noqa: E402
 from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
 from pysetl_dagster.spark.labels import spark_jobs_submitted  # noqa: E402
+from pysetl_dagster.storage.fingerprints import FingerprintOptions, value_fingerprint  # noqa: E402
 
 
 def materialize(data: Path, resources: dict[str, Any], instance: dg.DagsterInstance) -> Any:
@@ -55,9 +62,39 @@ def materialize(data: Path, resources: dict[str, Any], instance: dg.DagsterInsta
     return elapsed, cached
 
 
+def fingerprints(size_mb: int, cold_s: float) -> dict[str, Any]:
+    """What the cache key costs on a large local input: stat (every warm run) and content."""
+    import os
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "input.bin"
+        block = os.urandom(4 << 20)
+        with open(path, "wb") as handle:
+            for _ in range(max(size_mb // 4, 1)):
+                handle.write(block)
+        stat_runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            value_fingerprint(str(path), options=FingerprintOptions())
+            stat_runs.append(time.perf_counter() - start)
+        options = FingerprintOptions(content=True)
+        start = time.perf_counter()
+        value_fingerprint(str(path), options=options)
+        content_s = time.perf_counter() - start
+        assert options.kinds == {"content"}
+        return {
+            "input_mb": size_mb,
+            "fingerprint_s": round(statistics.median(stat_runs), 5),
+            "fingerprint_content_s": round(content_s, 3),
+            "content_vs_cold": round(content_s / cold_s, 4),
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=2_000_000)
+    parser.add_argument("--input-mb", type=int, default=1024, help="size of the input file")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -111,7 +148,16 @@ def main() -> None:
     # a Factory saving its output through a SparkRepository in write(): scans of its input
     # during one cold materialization, counted from Spark's SQL status store
     figures["sink_input_scans"] = sink_input_scans(spark)
-    keys = ["cold_s", "warm_s", "ratio", "spark_jobs_warm", "one_changed_s", "sink_input_scans"]
+    figures.update(fingerprints(args.input_mb, figures["cold_s"]))
+    keys = [
+        "cold_s",
+        "warm_s",
+        "ratio",
+        "spark_jobs_warm",
+        "one_changed_s",
+        "sink_input_scans",
+        "fingerprint_s",
+    ]
     print(json.dumps({**{k: figures[k] for k in keys}, **figures}))
 
 

@@ -11,7 +11,13 @@ JVM part includes the executors' working memory. Everything generated is deleted
 The last line is one JSON object:
 {"small_gb", "large_gb", "driver_rss_small_mb", "driver_rss_large_mb", ...}
 
-    .venv/bin/python benchmarks/memory.py [--small-rows 4500000] [--factor 10]
+With --connect, the same materializations run on a Spark Connect session: this process is the
+run process and starts no JVM (pyspark's Connect server, `local[2]`, is started by the script
+and holds the executors); it generates the input through that session, and the figures are
+the run process's own peak RSS: {"small_gb", "large_gb", "run_rss_small_mb",
+"run_rss_large_mb", "jvms_in_run_process"}.
+
+    .venv/bin/python benchmarks/memory.py [--small-rows 4500000] [--factor 10] [--connect]
 """
 
 from __future__ import annotations
@@ -74,10 +80,10 @@ def generate(spark: SparkSession, rows: int, path: Path) -> float:
     return folder_gb(path)
 
 
-def materialize(work: Path, name: str) -> dict[str, Any]:
+def materialize(work: Path, name: str, remote: str | None = None) -> dict[str, Any]:
     defs = pysetl_pipeline(Pipeline().add_stage(Stage().add_factory(Scored())), name=name)
     resources = {
-        "pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False),
+        "pyspark": PySparkSessionResource(master="local[2]", stop_at_exit=False, remote=remote),
         "io_manager": SparkParquetIOManager(base_path=str(work / f"storage-{name}")),
     }
     result = dg.materialize(defs.assets, resources=resources)
@@ -85,6 +91,42 @@ def materialize(work: Path, name: str) -> dict[str, Any]:
     (event,) = result.get_asset_materialization_events()
     meta = event.materialization.metadata
     return {k: getattr(v, "value", v) for k, v in meta.items()}
+
+
+def main_connect(small_rows: int, factor: int) -> None:
+    """The Connect row: this process is a JVM-less run process; the server does the work."""
+    from benchmarks.overhead import java_children
+    from pysetl_dagster.spark.connect_server import start_connect_server
+
+    work = Path(tempfile.mkdtemp(prefix="pysetl-memory-connect-"))
+    server = start_connect_server(
+        work / "server", master="local[2]", conf={"spark.sql.shuffle.partitions": "16"}
+    )
+    result: dict[str, Any] = {}
+    try:
+        spark = SparkSession.builder.remote(server.url).create()
+        for size, rows in (("small", small_rows), ("large", small_rows * factor)):
+            source = work / f"events-{size}"
+            gb = generate(spark, rows, source)
+            SOURCE["path"] = str(source)
+            meta = materialize(work, f"memory_{size}", remote=server.url)
+            result[f"{size}_gb"] = round(gb, 3)
+            result[f"run_rss_{size}_mb"] = meta.get("pysetl/driver_peak_rss_mb")
+            result[f"rows_{size}"] = rows
+            print(f"{size}: {gb:.3f} GB, {meta.get('pysetl/driver_peak_rss_mb')} MB", flush=True)
+            shutil.rmtree(source, ignore_errors=True)
+            shutil.rmtree(work / f"storage-memory_{size}", ignore_errors=True)
+        # the server is this process's child too, but not part of the run
+        result["jvms_in_run_process"] = java_children(exclude=frozenset({server.process.pid}))
+        spark.stop()
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    small, large = result["run_rss_small_mb"], result["run_rss_large_mb"]
+    result["growth_mb"] = round(large - small, 1) if small and large else None
+    head = ["small_gb", "large_gb", "run_rss_small_mb", "run_rss_large_mb", "jvms_in_run_process"]
+    print(json.dumps({k: v for k, v in result.items() if k not in head}))  # the details
+    print(json.dumps({k: result[k] for k in head}))
 
 
 def main() -> None:
@@ -96,9 +138,13 @@ def main() -> None:
         action="store_true",
         help="a cheap run (benchmarks/regression.py): --small-rows 200000 --factor 3",
     )
+    parser.add_argument("--connect", action="store_true", help="the Spark Connect row")
     args = parser.parse_args()
     if args.quick:
         args.small_rows, args.factor = 200_000, 3
+    if args.connect:
+        main_connect(args.small_rows, args.factor)
+        return
     spark = (
         SparkSession.builder.master("local[2]")
         .config("spark.sql.shuffle.partitions", "16")

@@ -10,13 +10,19 @@ In one process with one warm SparkSession, alternately:
             the Parquet IO manager writes each output once);
   dagster_no_metrics - the same without Spark metrics per materialization and without the
             cancel-on-terminate watcher: `metrics_cost_s` = dagster - dagster_no_metrics.
+  connect (with --connect) - the same `materialize()` on a Spark Connect session: a worker
+            process with no JVM (a Connect client, `PySparkSessionResource(remote=...)`), on
+            pyspark's Connect server (`local[2]`, the same settings) started by this script;
+            each round's Connect materialization runs right after the classic one, on fresh
+            storage (the cold data path), so the two are side by side.
 Both compute and persist every Factory's output exactly once per round. Generated data (about a
 million orders by default) makes Spark work dominate. The last line printed is one JSON object:
 {"native_s", "dagster_s", "ratio" (dagster/native), "native_persisted_s",
 "ratio_vs_persisted", "dagster_no_metrics_s", "metrics_cost_s", "jvms_per_run", ...}
-(medians over the counted rounds).
+(medians over the counted rounds), with --connect also "connect_dagster_s",
+"connect_ratio" (connect_dagster_s / dagster_s) and "connect_jvms_in_run_process".
 
-    .venv/bin/python benchmarks/overhead.py [--orders 1000000] [--rounds 3]
+    .venv/bin/python benchmarks/overhead.py [--orders 1000000] [--rounds 3] [--connect]
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl
 from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
 
 
-def java_children() -> int:
-    """JVMs started by this process (Spark's driver runs as a child `java` process)."""
+def java_children(exclude: frozenset[int] = frozenset()) -> int:
+    """JVMs started by this process (Spark's driver runs as a child `java` process), but for
+    the pids in `exclude` (e.g. a Connect server this process started for the benchmark)."""
     me, count = os.getpid(), 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -53,7 +60,8 @@ def java_children() -> int:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:
             continue
-        if comm == "java" and int(stat.rsplit(")", 1)[1].split()[1]) == me:
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if comm == "java" and parent == me and int(pid) not in exclude:
             count += 1
     return count
 
@@ -133,6 +141,70 @@ def run_dagster(
     return elapsed, app_ids
 
 
+def connect_worker(url: str, data: Path) -> None:
+    """The Connect side: a process with no JVM that materializes the pipeline on the server at
+    `url` once per line read from stdin (the storage folder), printing the seconds taken."""
+    with (
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+        dg.DagsterInstance.local_temp(tmp) as instance,
+    ):
+        for line in sys.stdin:
+            out = Path(line.strip())
+            start = time.perf_counter()
+            assets = pysetl_pipeline(build_pipeline(data), name="retail").assets
+            result = dg.materialize(
+                assets,
+                instance=instance,
+                resources={
+                    "pyspark": PySparkSessionResource(remote=url),
+                    "io_manager": SparkParquetIOManager(base_path=str(out)),
+                },
+            )
+            elapsed = time.perf_counter() - start
+            assert result.success
+            print(json.dumps({"s": elapsed, "jvms": java_children()}), flush=True)
+
+
+class ConnectSide:
+    """The Connect server and the worker process, alive for the whole benchmark."""
+
+    def __init__(self, data: Path, log_dir: Path) -> None:
+        import subprocess
+
+        from pysetl_dagster.spark.connect_server import start_connect_server
+
+        self.server = start_connect_server(
+            log_dir,
+            master="local[2]",
+            conf={
+                "spark.sql.shuffle.partitions": "8",
+                "spark.ui.showConsoleProgress": "false",
+            },
+        )
+        self.worker = subprocess.Popen(
+            [sys.executable, __file__, "--connect-worker", self.server.url, "--data", str(data)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, out: Path) -> tuple[float, int]:
+        assert self.worker.stdin is not None and self.worker.stdout is not None
+        self.worker.stdin.write(f"{out}\n")
+        self.worker.stdin.flush()
+        for line in self.worker.stdout:
+            if line.startswith("{"):
+                answer = json.loads(line)
+                return float(answer["s"]), int(answer["jvms"])
+        raise RuntimeError("the Connect worker exited")
+
+    def close(self) -> None:
+        if self.worker.stdin is not None:
+            self.worker.stdin.close()
+        self.worker.wait(60)
+        self.server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
@@ -142,9 +214,15 @@ def main() -> None:
         action="store_true",
         help="a cheap run (benchmarks/regression.py): --orders 5000 --rounds 1",
     )
+    parser.add_argument("--connect", action="store_true", help="add the Spark Connect column")
+    parser.add_argument("--connect-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.orders, args.rounds = 5_000, 1
+    if args.connect_worker:
+        connect_worker(args.connect_worker, Path(args.data))
+        return
 
     spark = (
         SparkSession.builder.master("local[2]")
@@ -158,37 +236,58 @@ def main() -> None:
     persisted_s: list[float] = []
     dagster_s: list[float] = []
     bare_s: list[float] = []
+    connect_s: list[float] = []
+    connect_jvms: set[int] = set()
     app_ids: set[str] = set()
     jvms: set[int] = set()
     with (
         tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
         dg.DagsterInstance.local_temp(tmp) as instance,
     ):
-        for round_ in range(args.rounds + 1):  # round 0 warms caches and JIT, not counted
-            native = run_native(data, Path(tmp, f"native_{round_}"))
-            persisted = run_native_persisted(data, Path(tmp, f"persisted_{round_}"))
-            bare, _ = run_dagster(data, Path(tmp, f"bare_{round_}"), instance, observe=False)
-            dagster, ids = run_dagster(data, Path(tmp, f"dagster_{round_}"), instance)
-            app_ids |= ids
-            jvms.add(java_children())
-            print(f"round {round_}: native {native:.2f}s  native_persisted {persisted:.2f}s  "
-                  f"dagster {dagster:.2f}s  dagster_no_metrics {bare:.2f}s"
-                  + ("  (warm-up)" if round_ == 0 else ""), flush=True)  # fmt: skip
-            if round_:
-                native_s.append(native)
-                persisted_s.append(persisted)
-                dagster_s.append(dagster)
-                bare_s.append(bare)
+        side = ConnectSide(data, Path(tmp, "connect-server")) if args.connect else None
+        try:
+            for round_ in range(args.rounds + 1):  # round 0 warms caches and JIT, not counted
+                native = run_native(data, Path(tmp, f"native_{round_}"))
+                persisted = run_native_persisted(data, Path(tmp, f"persisted_{round_}"))
+                bare, _ = run_dagster(data, Path(tmp, f"bare_{round_}"), instance, observe=False)
+                dagster, ids = run_dagster(data, Path(tmp, f"dagster_{round_}"), instance)
+                app_ids |= ids
+                jvms.add(java_children())
+                connect, connect_jvm = (
+                    side.run(Path(tmp, f"connect_{round_}")) if side else (float("nan"), 0)
+                )
+                connect_jvms.add(connect_jvm)
+                print(f"round {round_}: native {native:.2f}s  native_persisted {persisted:.2f}s  "
+                      f"dagster {dagster:.2f}s  dagster_no_metrics {bare:.2f}s"
+                      + (f"  connect {connect:.2f}s" if side else "")
+                      + ("  (warm-up)" if round_ == 0 else ""), flush=True)  # fmt: skip
+                if round_:
+                    native_s.append(native)
+                    persisted_s.append(persisted)
+                    dagster_s.append(dagster)
+                    bare_s.append(bare)
+                    connect_s.append(connect)
+        finally:
+            if side is not None:
+                side.close()
     n, d = statistics.median(native_s), statistics.median(dagster_s)
     p = statistics.median(persisted_s)
     b = statistics.median(bare_s)
-    print(json.dumps({
+    figures: dict[str, float | int] = {
         "native_s": round(n, 3), "dagster_s": round(d, 3), "ratio": round(d / n, 3),
         "native_persisted_s": round(p, 3), "ratio_vs_persisted": round(d / p, 3),
         "dagster_no_metrics_s": round(b, 3), "metrics_cost_s": round(d - b, 3),
         "jvms_per_run": max(len(app_ids), max(jvms)), "orders": args.orders,
         "rounds": args.rounds,
-    }))  # fmt: skip
+    }  # fmt: skip
+    if args.connect:
+        c = statistics.median(connect_s)
+        figures.update(
+            connect_dagster_s=round(c, 3),
+            connect_ratio=round(c / d, 3),
+            connect_jvms_in_run_process=max(connect_jvms),
+        )
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

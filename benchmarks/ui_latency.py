@@ -128,9 +128,13 @@ def dev_server(work: Path, classic: bool) -> Iterator[int]:
 
 
 def _dismiss_community_dialog(page: Any) -> None:
+    """A fresh browser profile gets Dagster's one-time "Join the community" dialog, a few
+    seconds after the first page load: wait for it once and skip it (and should it come later,
+    Playwright skips it before any click)."""
     skip = page.get_by_role("button", name="Skip")
+    page.add_locator_handler(skip, lambda locator: locator.click())
     try:
-        skip.wait_for(state="visible", timeout=5_000)
+        skip.wait_for(state="visible", timeout=20_000)
     except Exception:
         return
     skip.click()
@@ -140,12 +144,15 @@ def click_to_success(page: Any, port: int) -> dict[str, Any]:
     """Click *Materialize all* on the job page; seconds from the click to the run's end."""
     before = {r["runId"] for r in _graphql(port, RUNS)["runsOrError"]["results"]}
     page.goto(f"http://127.0.0.1:{port}/locations/definitions/jobs/retail_assets")
-    _dismiss_community_dialog(page)
     button = page.get_by_role("button", name="Materialize all")
     button.wait_for(state="visible", timeout=120_000)
     page.wait_for_timeout(500)  # the graph settles; a click before that is lost
     clicked = time.time()
-    button.click()
+    try:
+        button.click()
+    except Exception:
+        page.screenshot(path=str(Path(tempfile.gettempdir()) / "ui_latency_failed_click.png"))
+        raise
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         runs = [
@@ -184,6 +191,8 @@ def measure(mode: str, keep: bool) -> dict[str, Any]:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.set_default_timeout(60_000)
+            page.goto(f"http://127.0.0.1:{port}/locations/definitions/jobs/retail_assets")
+            _dismiss_community_dialog(page)
             cold = click_to_success(page, port)
             warm = click_to_success(page, port)
             browser.close()

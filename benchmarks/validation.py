@@ -1,14 +1,22 @@
 """What pandera checks cost on a large Spark output, against pandera's own PySpark validation.
 
-In one process with one warm SparkSession, alternately, per round:
+In one process with one warm SparkSession, alternately, per round, each materialization into
+*fresh storage* (a new folder every round: the cache never answers, this measures work):
   plain   - `materialize()` of a Factory over generated rows, with no schema;
-  checked - the same Factory with a pandera schema of 15 checks (2 regexes, 1 uniqueness,
-            ranges, isin/notin, string lengths, nullability) as asset checks;
-  pandera - pandera's own `schema.validate(df, lazy=True)` on the stored output.
+  checked - the same Factory with a pandera schema of 23 checks of every kind (nullability,
+            ranges, comparisons, isin/notin, string lengths, 2 regexes, a prefix, uniqueness,
+            a custom column rule and a dataframe-level rule as `row_check`s, columns, drift)
+            as asset checks;
+  pandera - pandera's own `schema.validate(df, lazy=True)` on the stored output;
+  join_plain / join_checked - a realistic Factory (orders aggregated per customer, joined to
+            the customers) with the same schema, without and with checks.
 check_s = checked - plain (what the checks add to a materialization), compute_s = plain.
-Spark jobs the checks add are counted from Spark's status tracker (job group of the step).
+Spark jobs are counted from Spark's status tracker (job group of the step): `check_jobs` =
+jobs of checked - jobs of plain (the same Factory work), `spark_jobs` the same (kept name).
+Before the last line, the realistic Factory's row:
+{"factory": "join_aggregate", "rows", "compute_s", "check_s", "overhead", "check_jobs"}.
 Last line: {"rows", "checks", "compute_s", "check_s", "overhead", "pandera_s", "vs_pandera",
-"spark_jobs"} (medians over the counted rounds; round 0 warms up).
+"spark_jobs", "check_jobs"} (medians over the counted rounds; round 0 warms up).
 
     .venv/bin/python benchmarks/validation.py [--rows 5000000] [--rounds 3]
     .venv/bin/python benchmarks/validation.py --breakdown   # where check_s goes, by part
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -41,6 +50,7 @@ from pysetl_dagster import (  # noqa: E402
     Validation,
     pysetl_pipeline,
 )
+from pysetl_dagster.checks.plan import row_check  # noqa: E402
 
 SCHEMA = pa.DataFrameSchema(
     {
@@ -52,9 +62,13 @@ SCHEMA = pa.DataFrameSchema(
         "code": pa.Column(T.StringType(), pa.Check.str_matches(r"^[A-Z]{2}-[0-9]+$")),
         "score": pa.Column(T.DoubleType(), [pa.Check.ge(0.0), pa.Check.le(100.0)]),
         "status": pa.Column(T.StringType(), pa.Check.notin(["deleted"])),
-        "amount": pa.Column(T.LongType(), pa.Check.gt(-1)),
+        "amount": pa.Column(
+            T.LongType(),
+            [pa.Check.gt(-1), row_check("amount < 1000000", name="amount_bounded")],
+        ),
     },
     unique=["id"],
+    checks=[row_check("status <> 'deleted' OR score = 0", name="live_or_zero")],
     name="Wide",
 )
 ROWS = 5_000_000
@@ -80,6 +94,42 @@ def wide_rows(rows: int) -> DataFrame:
     )
 
 
+def join_aggregate_rows(rows: int) -> DataFrame:
+    """A realistic Factory: `rows` orders aggregated per customer (a shuffle), joined to
+    `rows / 10` customers (another), shaped like `wide_rows`."""
+    spark = SparkSession.builder.getOrCreate()
+    customers = max(rows // 10, 1)
+    h = F.abs(F.xxhash64("id"))
+    orders = spark.range(rows).select(
+        (h % customers).alias("cid"),
+        ((h % 10000) / 100.0).alias("price"),
+        (h % 7).alias("qty"),
+    )
+    per_customer = orders.groupBy("cid").agg(
+        F.avg("price").alias("score"), F.sum("qty").alias("amount")
+    )
+    people = wide_rows(customers).drop("score", "amount")
+    joined = people.join(per_customer, people["id"] == per_customer["cid"])
+    return joined.select(*SCHEMA.columns)
+
+
+class JoinAggregate(Factory[DataFrame]):
+    """Orders aggregated per customer, joined to the customers (`ROWS` orders)."""
+
+    def read(self) -> Self:
+        return self
+
+    def process(self) -> Self:
+        self.out = join_aggregate_rows(ROWS)
+        return self
+
+    def write(self) -> Self:
+        return self
+
+    def get(self) -> DataFrame:
+        return self.out
+
+
 class Wide(Factory[DataFrame]):
     """Generated rows (`ROWS`)."""
 
@@ -98,48 +148,71 @@ class Wide(Factory[DataFrame]):
 
 
 def breakdown(spark: SparkSession, rows: int, rounds: int) -> None:
-    """Time the parts of check_s on the same DataFrame: the plain write, the write with the
-    row-level checks observed, the same checks as one aggregation over the written files, and
-    uniqueness (as groupBy and as count_distinct)."""
+    """Where check_s goes, on the same DataFrame, in JVM CPU seconds (the process's children,
+    from /proc: steadier than wall time on a loaded machine) and wall seconds: the plain
+    write; the write observing one aggregate per row-level check (the shape before issue 18);
+    the write observing the two fused aggregates (rows, rows failing any check); the same
+    without the two regexes; and the fused pass over the written files (counts, failure
+    cases, uniqueness: what runs after the write when a row fails)."""
     from pyspark.sql import Observation
 
-    from pysetl_dagster.checks.plan import build_check_plan, observed_exprs
+    from pysetl_dagster.checks.plan import (
+        _fused_pass,
+        _row_predicates,
+        build_check_plan,
+        observed_exprs,
+    )
 
     plan = build_check_plan(Validation(SCHEMA), dg.AssetKey("wide"), "Wide")
     tmp = Path(tempfile.mkdtemp(prefix="pysetl-validation-breakdown-"))
 
-    def timed(action: Any) -> float:
-        start = time.perf_counter()
-        action()
-        return time.perf_counter() - start
+    def jvm_cpu() -> float:
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
-    def one_round(round_: int) -> dict[str, float]:
+    def timed(action: Any) -> tuple[float, float]:
+        cpu, start = jvm_cpu(), time.perf_counter()
+        action()
+        return round(jvm_cpu() - cpu, 2), round(time.perf_counter() - start, 2)
+
+    def one_round(round_: int) -> dict[str, Any]:
         df = wide_rows(rows)
-        exprs, _ = observed_exprs(plan, df)
-        write_s = timed(lambda: df.write.parquet(str(tmp / f"plain{round_}")))
-        observation = Observation("checks")
-        observed = df.observe(observation, *exprs)
-        observed_s = timed(lambda: observed.write.parquet(str(tmp / f"observed{round_}")))
-        written = spark.read.schema(df.schema).parquet(str(tmp / f"plain{round_}"))
-        agg_s = timed(lambda: written.agg(*exprs).first())
-        unique_s = timed(
-            lambda: (
-                written.groupBy("id")
-                .count()
-                .where("count > 1")
-                .agg(F.count(F.lit(1)), F.sum("count"))
-                .first()
-            )
+        predicates = _row_predicates(plan, df)
+        per_check = [F.count(F.lit(1))] + [F.count_if(e).alias(f"c{i}") for i, _, e in predicates]
+        fused, _ = observed_exprs(plan, df)
+        no_regex = [
+            (i, c, e) for i, c, e in predicates if c.check is None or c.check.name != "str_matches"
+        ]
+        from functools import reduce
+
+        any_no_regex = reduce(
+            lambda a, b: a | b, [F.coalesce(e, F.lit(False)) for *_, e in no_regex]
         )
-        distinct_s = timed(lambda: written.select(F.count_distinct("id")).first())
-        return {
-            "round": round_,
-            "write_s": round(write_s, 2),
-            "observed_extra_s": round(observed_s - write_s, 2),
-            "aggregation_s": round(agg_s, 2),
-            "unique_groupby_s": round(unique_s, 2),
-            "unique_count_distinct_s": round(distinct_s, 2),
+        variants = {
+            "plain": df,
+            "per_check": df.observe(Observation(), *per_check),
+            "fused": df.observe(Observation(), *fused),
+            "fused_no_regex": df.observe(
+                Observation(), F.count(F.lit(1)), F.count_if(any_no_regex)
+            ),
         }
+        out: dict[str, Any] = {"round": round_}
+        for name, frame in variants.items():
+            out[f"{name}_cpu_wall_s"] = timed(
+                lambda f=frame, n=name: f.write.parquet(str(tmp / f"{n}{round_}"))
+            )
+        written = spark.read.schema(df.schema).parquet(str(tmp / f"plain{round_}"))
+        uniques = [c for c in plan.checks if c.kind == "unique"]
+        out["fused_pass_cpu_wall_s"] = timed(lambda: _fused_pass(written, predicates, uniques, 5))
+        out["unique_only_cpu_wall_s"] = timed(lambda: _fused_pass(written, [], uniques, 5))
+        return out
 
     for round_ in range(rounds + 1):
         print(json.dumps(one_round(round_)), flush=True)
@@ -174,33 +247,52 @@ def main() -> None:
     checked = pysetl_pipeline(
         [type("Wide", (Wide,), {"validation": Validation(SCHEMA)})()], name="checked"
     )
+    join_plain = pysetl_pipeline(
+        [type("JoinAggregate", (JoinAggregate,), {"validation": None})()], name="join_plain"
+    )
+    join_checked = pysetl_pipeline(
+        [type("JoinAggregate", (JoinAggregate,), {"validation": Validation(SCHEMA)})()],
+        name="join_checked",
+    )
     n_checks = len(checked.translated.check_specs(checked.graph.nodes[0]))
     tmp = Path(tempfile.mkdtemp(prefix="pysetl-validation-bench-"))
     instance = dg.DagsterInstance.ephemeral()
     tracker = spark.sparkContext.statusTracker()
-    samples: dict[str, list[float]] = {"plain": [], "checked": [], "pandera": []}
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("plain", "checked", "pandera", "join_plain", "join_checked")
+    }
     jobs: list[int] = []
+    join_jobs: list[int] = []
 
-    def run(defs: Any, name: str) -> tuple[float, int, str]:
-        io = SparkParquetIOManager(base_path=str(tmp / name))
+    def run(defs: Any, name: str, round_: int) -> tuple[float, int, str]:
+        # fresh storage every round: a stored version with the same cache key never answers
+        io = SparkParquetIOManager(base_path=str(tmp / f"{name}-{round_}"))
         resources = {"pyspark": PySparkSessionResource(stop_at_exit=False), "io_manager": io}
         start = time.perf_counter()
         result = dg.materialize(defs.assets, resources=resources, instance=instance)
         seconds = time.perf_counter() - start
         assert result.success
-        group_jobs = len(tracker.getJobIdsForGroup(f"wide:{result.run_id}"))
-        return seconds, group_jobs, io.current_version_path(dg.AssetKey("wide"))
+        (event,) = result.get_asset_materialization_events()
+        assert event.materialization.metadata["pysetl/cached"].value is False
+        key = event.asset_key
+        assert key is not None
+        group_jobs = len(tracker.getJobIdsForGroup(f"{key.to_user_string()}:{result.run_id}"))
+        return seconds, group_jobs, io.current_version_path(key)
 
     for round_ in range(args.rounds + 1):
-        plain_s, plain_jobs, _ = run(plain, "plain")
-        checked_s, checked_jobs, stored = run(checked, "checked")
+        plain_s, plain_jobs, _ = run(plain, "plain", round_)
+        checked_s, checked_jobs, stored = run(checked, "checked", round_)
         start = time.perf_counter()
         errors = SCHEMA.validate(spark.read.parquet(str(stored)), lazy=True).pandera.errors
         pandera_s = time.perf_counter() - start
         assert not errors, errors
+        join_plain_s, join_plain_jobs, _ = run(join_plain, "join_plain", round_)
+        join_checked_s, join_checked_jobs, _ = run(join_checked, "join_checked", round_)
         print(
             f"round {round_}: plain {plain_s:.2f}s checked {checked_s:.2f}s "
-            f"pandera {pandera_s:.2f}s jobs {plain_jobs}->{checked_jobs}",
+            f"pandera {pandera_s:.2f}s jobs {plain_jobs}->{checked_jobs}; join+aggregate "
+            f"plain {join_plain_s:.2f}s checked {join_checked_s:.2f}s "
+            f"jobs {join_plain_jobs}->{join_checked_jobs}",
             flush=True,
         )
         if round_ == 0:
@@ -208,11 +300,31 @@ def main() -> None:
         samples["plain"].append(plain_s)
         samples["checked"].append(checked_s)
         samples["pandera"].append(pandera_s)
+        samples["join_plain"].append(join_plain_s)
+        samples["join_checked"].append(join_checked_s)
         jobs.append(checked_jobs - plain_jobs)
+        join_jobs.append(join_checked_jobs - join_plain_jobs)
 
-    compute_s = statistics.median(samples["plain"])
-    check_s = max(statistics.median(samples["checked"]) - compute_s, 0.0)
-    pandera_s = statistics.median(samples["pandera"])
+    def median(name: str) -> float:
+        return statistics.median(samples[name])
+
+    join_compute_s = median("join_plain")
+    join_check_s = max(median("join_checked") - join_compute_s, 0.0)
+    print(
+        json.dumps(
+            {
+                "factory": "join_aggregate",
+                "rows": ROWS,
+                "compute_s": round(join_compute_s, 3),
+                "check_s": round(join_check_s, 3),
+                "overhead": round(join_check_s / join_compute_s, 3),
+                "check_jobs": max(join_jobs),
+            }
+        )
+    )
+    compute_s = median("plain")
+    check_s = max(median("checked") - compute_s, 0.0)
+    pandera_s = median("pandera")
     print(
         json.dumps(
             {
@@ -224,6 +336,7 @@ def main() -> None:
                 "pandera_s": round(pandera_s, 3),
                 "vs_pandera": round(check_s / pandera_s, 3),
                 "spark_jobs": max(jobs),
+                "check_jobs": max(jobs),
             }
         )
     )

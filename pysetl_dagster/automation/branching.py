@@ -133,7 +133,9 @@ def record_exprs(specs: Mapping[str, AggregateSpec], output: Any, log: Any = Non
     for name, spec in specs.items():
         try:
             column = F.expr(spec) if isinstance(spec, str) else spec(output)
-            output.agg(column)  # analysis only (no Spark job): an aggregate of this output?
+            # analysis only, no Spark job (`.schema` forces it on Spark Connect too): an
+            # aggregate of this output? A bad one must not fail the write.
+            output.agg(column).schema  # noqa: B018
             exprs.append(column.alias(RECORD_PREFIX + name))
         except Exception as exc:
             if log is not None:
@@ -252,6 +254,8 @@ class Leaf:
     value: Any
     source: str
     cost: Literal["config", "manifest", "spark", "external", "run"]
+    flag: str | None = None
+    """The config flag it read (an A/B flag's value is not part of the run key)."""
 
 
 @dataclass
@@ -361,7 +365,8 @@ def evaluate_leaf(
         tags = {} if value is None else {FLAG_TAG_PREFIX + condition.name: str(value)}
         verdict = condition.evaluate(ConditionInputs(tags, None, {}))
         reason = verdict.reason.split(": ", 1)[0] + f": {where} is {value!r}"
-        return Verdict(verdict.holds, reason), [Leaf(condition.describe(), value, where, "config")]
+        leaf = Leaf(condition.describe(), value, where, "config", condition.name)
+        return Verdict(verdict.holds, reason), [leaf]
     if isinstance(condition, DataCondition):
         return _decide_data(condition, env, rerun)
     if isinstance(condition, ExternalCondition):
@@ -546,7 +551,12 @@ def run_key_of(pipeline: str, plan: Plan, partition: str | None, ab: Sequence[st
     """What the decision rests on: the conditions' inputs and values, the flags (not the A/B
     assignment: it follows from the rest) and the stored versions the run would read."""
     inputs = sorted(
-        {f"{leaf.text}={leaf.source}={leaf.value!r}" for d in plan.decisions for leaf in d.leaves}
+        {
+            f"{leaf.text}={leaf.source}={leaf.value!r}"
+            for d in plan.decisions
+            for leaf in d.leaves
+            if leaf.flag not in ab
+        }
     )
     body = json.dumps(
         {
@@ -662,15 +672,25 @@ def branch_sensor(
                 f"Sensor {sensor_name!r}: ab={{{flag!r}: ...}} names no variants(...) of "
                 f"pipeline {pipeline.name!r} (variant flags: {', '.join(groups) or 'none'})."
             )
-    variant_keys = {
-        flag: {
-            str(_variant(n)): translated.key_of(n)
-            for n in translated.graph.nodes
-            if _variant(n) in labels
-        }
-        for flag, labels in groups.items()
-        if flag in rules
-    }
+    spec = BranchingSensor(
+        pipeline=pipeline,
+        name=sensor_name,
+        conditioned=conditioned,
+        flags={**tag_flags, **dict(flags or {})},
+        rules=rules,
+        labels={flag: groups[flag] for flag in rules},
+        variant_keys={
+            flag: {
+                str(_variant(n)): translated.key_of(n)
+                for n in translated.graph.nodes
+                if _variant(n) in groups[flag]
+            }
+            for flag in rules
+        },
+        partition_key=partition_key,
+        tags=dict(tags or {}),
+        io_manager_key=io_manager_key,
+    )
     described = ", ".join(
         f"{n.name}: {(translated.conditions.get(n) or translated.branches[n]).condition.describe()}"
         for n in conditioned
@@ -684,87 +704,112 @@ def branch_sensor(
         description=f"Decides pipeline {pipeline.name!r}'s conditions before any run starts "
         f"({described}) and runs only the Factories whose conditions hold.",
     )
-    def _branching(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    def _branching(context: SensorEvaluationContext) -> SensorResult:
+        return spec.tick(context)
+
+    return _branching
+
+
+@dataclass(frozen=True)
+class BranchingSensor:
+    """What a branching sensor was declared with; `tick` is one evaluation."""
+
+    pipeline: AutomationTarget
+    name: str
+    conditioned: list[FactoryNode]
+    flags: dict[str, Flag]
+    """Flag -> value, `EnvVar` or callable (the sensor's `pysetl/<flag>` tags, then `flags`)."""
+    rules: dict[str, ABRule]
+    labels: dict[str, list[str]]
+    """A/B flag -> its variants' labels, in declaration order."""
+    variant_keys: dict[str, dict[str, AssetKey]]
+    partition_key: Callable[[SensorEvaluationContext], str | None] | None
+    tags: dict[str, str]
+    io_manager_key: str
+
+    def tick(self, context: SensorEvaluationContext) -> SensorResult:
+        """Decide, then request one run or say why none (the cursor keeps the last run key,
+        the A/B counters and the last comparison tables)."""
         started = time.perf_counter()
         cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
-        partition = partition_key(context) if partition_key is not None else None
-        values = dict(tag_flags)  # run tags `pysetl/<flag>` given to the sensor, then flags
-        values.update({k: resolve_flag(v) for k, v in (flags or {}).items()})
+        partition = self.partition_key(context) if self.partition_key is not None else None
+        values = {k: resolve_flag(v) for k, v in self.flags.items()}
         counts: dict[str, int] = cursor.get("ab", {})
-        ab_reasons: dict[str, str] = {}
-        for flag, rule in rules.items():  # the counter moves only when a run is requested
-            count = int(counts.get(flag, 0))
-            label, why = rule.assign(groups[flag], count, partition or f"assignment {count}")
-            values[flag] = label
-            ab_reasons[flag] = f"{label} by {why}"
-        env = TickEnv(pipeline, context, values, partition, io_manager_key)
-        plan = decide_tick(pipeline, env, conditioned)
+        ab_reasons = self._assign(values, counts, partition)
+        env = TickEnv(self.pipeline, context, values, partition, self.io_manager_key)
+        plan = decide_tick(self.pipeline, env, self.conditioned)
         plan.spark_jobs = env.spark_jobs
         if plan.selection:
-            plan.inputs = input_versions(pipeline, env, plan)
+            plan.inputs = input_versions(self.pipeline, env, plan)
+        decided = "; ".join(f"{d.summary} ({d.reason})" for d in plan.decisions)
         context.log.info(
             f"{len(plan.decisions)} decision(s) in {time.perf_counter() - started:.3f} s, "
-            f"{plan.spark_jobs} Spark job(s): "
-            + "; ".join(f"{d.summary} ({d.reason})" for d in plan.decisions)
+            f"{plan.spark_jobs} Spark job(s): {decided}"
         )
-        observations = []
-        for flag, keys in variant_keys.items():
+        events = self._comparisons(context, cursor)
+
+        def skip(reason: str) -> SensorResult:
+            return SensorResult(
+                skip_reason=SkipReason(reason),
+                cursor=json.dumps(cursor, sort_keys=True),
+                asset_events=events,
+            )
+
+        if not plan.selection:
+            return skip(skip_text(plan))
+        missing = [found.split("@")[0] for found in plan.inputs if found.endswith("@None")]
+        if missing:
+            return skip(
+                f"The run would read {', '.join(missing)}, which has no stored version yet: "
+                f"materialize it first. {decided}"
+            )
+        run_key = run_key_of(self.pipeline.name, plan, partition, list(self.rules))
+        if run_key == cursor.get("last"):
+            return skip(f"Nothing changed since the last run this sensor requested: {decided}")
+        cursor["last"] = run_key
+        cursor["ab"] = {flag: int(counts.get(flag, 0)) + 1 for flag in self.rules}
+        request = RunRequest(
+            run_key=run_key,
+            asset_selection=[self.pipeline.translated.key_of(n) for n in plan.selection],
+            partition_key=partition,
+            tags={**run_tags(self.name, plan, ab_reasons), **self.tags},
+        )
+        return SensorResult(
+            run_requests=[request], cursor=json.dumps(cursor, sort_keys=True), asset_events=events
+        )
+
+    def _assign(
+        self, values: dict[str, Any], counts: Mapping[str, int], partition: str | None
+    ) -> dict[str, str]:
+        """Set each A/B flag to the label its rule gives this run; flag -> why."""
+        reasons = {}
+        for flag, rule in self.rules.items():  # the counter moves only when a run is requested
+            count = int(counts.get(flag, 0))
+            label, why = rule.assign(self.labels[flag], count, partition or f"assignment {count}")
+            values[flag] = label
+            reasons[flag] = f"{label} by {why}"
+        return reasons
+
+    def _comparisons(
+        self, context: SensorEvaluationContext, cursor: dict[str, Any]
+    ) -> list[AssetObservation]:
+        """The variants' metrics side by side on each variant's asset, when they changed."""
+        events = []
+        for flag, keys in self.variant_keys.items():
             table = variant_comparison(context, keys)
             if table is not None and table.value != cursor.get("table", {}).get(flag):
                 cursor.setdefault("table", {})[flag] = table.value
-                observations += [
+                events += [
                     AssetObservation(asset_key=key, metadata={MetadataKey.AB_COMPARISON: table})
                     for key in keys.values()
                 ]
-        if not plan.selection:
-            return SensorResult(
-                skip_reason=SkipReason(skip_text(plan)),
-                cursor=json.dumps(cursor, sort_keys=True),
-                asset_events=observations,
-            )
-        missing = [found.split("@")[0] for found in plan.inputs if found.endswith("@None")]
-        if missing:
-            return SensorResult(
-                skip_reason=SkipReason(
-                    f"The run would read {', '.join(missing)}, which has no stored version yet: "
-                    "materialize it first. "
-                    + "; ".join(f"{d.summary} ({d.reason})" for d in plan.decisions)
-                ),
-                cursor=json.dumps(cursor, sort_keys=True),
-                asset_events=observations,
-            )
-        run_key = run_key_of(pipeline.name, plan, partition, list(rules))
-        if run_key == cursor.get("last"):
-            return SensorResult(
-                skip_reason=SkipReason(
-                    "Nothing changed since the last run this sensor requested: "
-                    + "; ".join(f"{d.summary} ({d.reason})" for d in plan.decisions)
-                ),
-                cursor=json.dumps(cursor, sort_keys=True),
-                asset_events=observations,
-            )
-        cursor["last"] = run_key
-        for flag in rules:
-            counts[flag] = int(counts.get(flag, 0)) + 1
-        cursor["ab"] = counts
-        request = RunRequest(
-            run_key=run_key,
-            asset_selection=[translated.key_of(n) for n in plan.selection],
-            partition_key=partition,
-            tags={**run_tags(sensor_name, plan, ab_reasons), **dict(tags or {})},
-        )
-        return SensorResult(
-            run_requests=[request],
-            cursor=json.dumps(cursor, sort_keys=True),
-            asset_events=observations,
-        )
-
-    return _branching
+        return events
 
 
 __all__ = [
     "BOTH",
     "ABRule",
+    "BranchingSensor",
     "alternate",
     "branch_sensor",
     "condition_aggregate_name",

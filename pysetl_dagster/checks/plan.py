@@ -1,4 +1,4 @@
-"""pandera schemas as Dagster asset checks, evaluated by Spark in one pass.
+"""pandera schemas as Dagster asset checks, evaluated by Spark in one fused pass.
 
 A Factory declares its schema once (`validation = Validation(MyModel, blocking=True)`, or just
 `validation = MyModel`); a Factory typed `DataSet[Schema]` gets one generated from its typedspark
@@ -6,12 +6,27 @@ Schema. Every pandera check becomes one `AssetCheckSpec` (`<column>__<check>`), 
 `schema__columns` (presence and dtypes) and `schema__drift` (columns added, dropped or retyped
 since the last materialization).
 
-pandera's own PySpark backend runs one Spark job per check and column. Here every row-level check
-(nullability, comparisons, ranges, `isin`/`notin`, string lengths, regexes, prefixes) is
-compiled into a Spark column counting its failures, and all of them are computed with
-`DataFrame.observe` *while the output is written*: no extra Spark job. Dtypes and presence come
-from the schema (no job). Uniqueness takes one more job; custom Python checks run through
-pandera's own backend. Failure cases (a few rows) are fetched only for checks that failed.
+pandera's own PySpark backend runs one Spark job per check and column. Here, as cuallee fuses
+its row rules into one `observe` and its aggregates into one `select`:
+
+- every row-level check (nullability, comparisons, ranges, `isin`/`notin`, string lengths,
+  regexes, prefixes, and `row_check` predicates, on a column or on the whole row) is one
+  Spark predicate; *during the write* the output is observed with two aggregates only: the row
+  count and the number of rows failing *any* predicate. Each observed aggregate is updated row
+  by row outside whole-stage code generation, so one aggregate per check (as before) cost
+  about as much as the write itself; two cost almost nothing.
+- after the write, at most one query over the stored version, reading only the columns it
+  needs: per-check failing rows and up to `failure_cases` examples (only when some row failed)
+  and uniqueness over the key columns (when declared), both as observations of one no-op
+  write: one Spark job, two with uniqueness (its shuffle), whatever the number of checks.
+- opaque custom checks (a function returning one boolean, as pandera's PySpark checks do) run
+  as pandera runs them, one check at a time; they report pass or fail only, so a check that
+  can be a row predicate should be declared with `row_check` (counted, with failure cases).
+
+NaN follows pandera's PySpark backend: a value, not a null, ordered above every number (it
+fails `le`/`lt`/`in_range`, passes `ge`/`gt`, never fails `not_nullable`). A column opts into
+pandas' semantics ("NaN is null": NaN fails `not_nullable` and passes every value check) with
+`pa.Column(..., metadata={"nan_is_null": True})` or `Validation(nan_is_null={"col"})`.
 """
 
 from __future__ import annotations
@@ -68,6 +83,9 @@ class Validation:
             large outputs); None uses the storage's default (all rows). Row-level checks are
             always exact: they ride on the write.
         failure_cases: rows of failure cases shown per failed check.
+        nan_is_null: float columns where NaN counts as null (pandas' semantics), or True for
+            every float column; by default NaN is a value, as in pandera's PySpark backend.
+            A column can also say it itself: `pa.Column(..., metadata={"nan_is_null": True})`.
     """
 
     schema: Any
@@ -75,10 +93,13 @@ class Validation:
     depth: ValidationDepth | str | None = None
     sample_fraction: float | None = None
     failure_cases: int = 5
+    nan_is_null: bool | Iterable[str] = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.blocking, bool):
             object.__setattr__(self, "blocking", frozenset(self.blocking))
+        if not isinstance(self.nan_is_null, bool):
+            object.__setattr__(self, "nan_is_null", frozenset(self.nan_is_null))
         if self.depth is not None:
             object.__setattr__(self, "depth", ValidationDepth(self.depth))
 
@@ -150,6 +171,48 @@ def _not_a_schema(schema: Any) -> str:
 
 
 # -- the plan: one entry per asset check ------------------------------------------------------
+
+
+def _row_holds(data: Any, sql: str) -> bool:
+    """pandera's PySpark contract for a `row_check`: True when no row fails the predicate (one
+    Spark job). Only pandera's own `validate` calls it: this package fuses the predicate."""
+    from pyspark.sql import functions as F
+
+    df = getattr(data, "dataframe", data)  # a column object, or the DataFrame itself
+    return bool(df.filter(~F.expr(sql)).limit(1).count() == 0)
+
+
+def row_check(
+    sql: str,
+    *,
+    name: str,
+    error: str | None = None,
+    raise_warning: bool = False,
+) -> Any:
+    """A pandera `Check` that holds on a row when the Spark SQL predicate `sql` is true.
+
+    Use it for custom rules (on a column, or in `DataFrameSchema(checks=[...])` for rules over
+    several columns, e.g. `row_check("start_date <= end_date", name="ordered_dates")`). Unlike a
+    check function returning one boolean, it is evaluated in the fused pass: no Spark job of
+    its own, failing rows counted, failure cases shown. pandera's own `validate` runs it too.
+    A row where the predicate is null passes, as pandera's built-in checks treat nulls.
+    """
+    import pandera.pyspark as pa
+
+    return pa.Check(_row_holds, name=name, error=error or sql, raise_warning=raise_warning, sql=sql)
+
+
+def _is_row_check(check: Any) -> bool:
+    return getattr(check, "_check_fn", None) is _row_holds
+
+
+_FLOAT_TYPES = ("float", "double")
+
+
+def _nan_aware(column: str, types: Mapping[str, Any] | None) -> bool:
+    """Whether NaN can occur in a column (a float or double column of the output)."""
+    dtype = (types or {}).get(column)
+    return dtype is not None and dtype.typeName() in _FLOAT_TYPES
 
 
 # pandera built-in check name -> (Spark expression of a *failing* row, from column and kwargs).
@@ -228,22 +291,48 @@ class PlannedCheck:
     """One asset check of a Factory: what it checks and how it is evaluated."""
 
     name: str
-    kind: str  # "columns" | "nullable" | "builtin" | "unique" | "custom" | "drift" | "pandas"
+    kind: str  # columns | nullable | builtin | row | unique | custom | drift | pandas
     description: str
     severity: AssetCheckSeverity
     blocking: bool
     column: str | None = None
-    check: Any = None  # the pandera Check, for "builtin" and "custom"
+    check: Any = None  # the pandera Check, for "builtin", "row" and "custom"
+    nan_is_null: bool = False
 
-    def failure_expr(self) -> Column | None:
-        """The Spark expression that is true on a failing row (row-level checks only)."""
+    @property
+    def row_level(self) -> bool:
+        """Evaluated row by row in the fused pass (a failing-row predicate)."""
+        return self.kind in {"nullable", "builtin", "row"}
+
+    def failure_expr(self, types: Mapping[str, Any] | None = None) -> Column | None:
+        """The Spark expression that is true on a failing row (row-level checks only); null
+        (a null value) never fails a value check. `types`: the output's column types, for
+        the NaN semantics of float columns."""
         from pyspark.sql import functions as F
 
+        nan = self.nan_is_null and self.column is not None and _nan_aware(self.column, types)
         if self.kind == "nullable" and self.column:
-            return F.col(self.column).isNull()
+            c = F.col(self.column)
+            return (c.isNull() | F.isnan(c)) if nan else c.isNull()
+        if self.kind == "row":
+            return ~F.expr(self.check._check_kwargs["sql"])
         if self.kind == "builtin" and self.column:
-            return _builtin_failure(self.check.name, self.column, self.check._check_kwargs)
+            expr = _builtin_failure(self.check.name, self.column, self.check._check_kwargs)
+            if expr is not None and nan:  # NaN is null: it passes every value check
+                expr = expr & ~F.isnan(F.col(self.column))
+            return expr
         return None
+
+    def case_columns(self, available: Sequence[str]) -> list[str]:
+        """The columns shown in a failure case: the check's column, or those a dataframe-level
+        predicate names (every column when it names none recognisably)."""
+        if self.column is not None:
+            return [self.column]
+        if self.kind == "row":
+            words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", self.check._check_kwargs["sql"]))
+            named = [c for c in available if c in words]
+            return named or list(available)
+        return []
 
 
 @dataclass(frozen=True)
@@ -329,16 +418,19 @@ def build_check_plan(validation: Validation, asset_key: AssetKey, factory: str) 
         severity: AssetCheckSeverity,
         column: str | None = None,
         check: Any = None,
+        *,
+        nan_is_null: bool = False,
     ) -> None:
         name = _spec_name(raw_name)
         base, n = name, 2
         while name in used:
             name, n = f"{base}_{n}", n + 1
         used.add(name)
+        blocks = is_blocking(name, severity)
+        if nan_is_null and kind == "builtin":  # in the description, so in the cache key
+            description += " (NaN as null)"
         checks.append(
-            PlannedCheck(
-                name, kind, description, severity, is_blocking(name, severity), column, check
-            )
+            PlannedCheck(name, kind, description, severity, blocks, column, check, nan_is_null)
         )
 
     error, warn = AssetCheckSeverity.ERROR, AssetCheckSeverity.WARN
@@ -347,12 +439,23 @@ def build_check_plan(validation: Validation, asset_key: AssetKey, factory: str) 
         return CheckPlan(asset_key, factory, validation, schema, engine, tuple(checks))
 
     add("columns", SCHEMA_CHECK, "every schema column is present with its dtype", error)
+    nan_columns = validation.nan_is_null
     for name, column in schema.columns.items():
+        nan = (nan_columns if isinstance(nan_columns, bool) else name in nan_columns) or bool(
+            (column.metadata or {}).get("nan_is_null")
+        )
         if not column.nullable:
-            add("nullable", f"{name}__not_nullable", f"{name} has no nulls", error, name)
+            what = f"{name} has no nulls" + (" (NaN counts as null)" if nan else "")
+            add("nullable", f"{name}__not_nullable", what, error, name, nan_is_null=nan)
         for check in column.checks:
             severity = warn if check.raise_warning else error
-            kind = "builtin" if check.name in SPARK_BUILTINS else "custom"
+            kind = (
+                "row"
+                if _is_row_check(check)
+                else "builtin"
+                if check.name in SPARK_BUILTINS
+                else "custom"
+            )
             add(
                 kind,
                 f"{name}__{check.name}",
@@ -360,6 +463,7 @@ def build_check_plan(validation: Validation, asset_key: AssetKey, factory: str) 
                 severity,
                 name,
                 check,
+                nan_is_null=nan,
             )
     if schema.unique:
         cols = [schema.unique] if isinstance(schema.unique, str) else list(schema.unique)
@@ -367,7 +471,7 @@ def build_check_plan(validation: Validation, asset_key: AssetKey, factory: str) 
     for check in schema.checks:
         severity = warn if check.raise_warning else error
         add(
-            "custom",
+            "row" if _is_row_check(check) else "custom",
             f"dataframe__{check.name}",
             f"dataframe: {_check_label(check)}",
             severity,
@@ -465,32 +569,58 @@ def schema_markdown(plan: CheckPlan) -> str:
     return "\n".join(lines)
 
 
-def observed_exprs(plan: CheckPlan, df: DataFrame) -> tuple[list[Column], dict[str, str]]:
-    """Aggregates for `DataFrame.observe`: the row count and each row-level check's failures.
+ROWS = "__rows"
+"""Observed during the write: the output's row count."""
+FAILED_ANY = "__failed_any"
+"""Observed during the write: rows failing at least one row-level check."""
 
-    Returns the expressions and, for checks whose expression Spark cannot analyse on this
-    output (a missing column, a wrong type), the error to report instead.
-    """
-    from pyspark.sql import functions as F
 
-    exprs = [F.count(F.lit(1)).alias("__rows")]
-    broken: dict[str, str] = {}
-    present = set(df.columns)
+def _row_predicates(
+    plan: CheckPlan, df: DataFrame, broken: dict[str, str] | None = None
+) -> list[tuple[int, PlannedCheck, Column]]:
+    """(index, check, failure predicate) of every row-level check Spark can analyse on `df`;
+    the others are recorded in `broken` with the reason (a missing column, a wrong type)."""
+    types = {f.name: f.dataType for f in df.schema.fields}
+    found: list[tuple[int, PlannedCheck, Column]] = []
     for i, check in enumerate(plan.checks):
-        if check.column is not None and check.kind in {"nullable", "builtin"}:
-            if check.column not in present:
+        if not check.row_level:
+            continue
+        if check.column is not None and check.column not in types:
+            if broken is not None:
                 broken[check.name] = f"column {check.column!r} is missing from the output"
-                continue
-            expr = check.failure_expr()
+            continue
+        try:
+            expr = check.failure_expr(types)
             if expr is None:
                 continue
-            counted = F.sum(F.when(expr, 1).otherwise(0)).alias(f"__c{i}")
-            try:
-                df.select(F.when(expr, 1).alias("probe"))  # analysis only: no Spark job
-            except Exception as exc:
+            df.select(expr.alias("probe"))  # analysis only: no Spark job
+        except Exception as exc:
+            if broken is not None:
                 broken[check.name] = f"cannot evaluate on this output: {exc}".split("\n")[0]
-                continue
-            exprs.append(counted)
+            continue
+        found.append((i, check, expr))
+    return found
+
+
+def observed_exprs(plan: CheckPlan, df: DataFrame) -> tuple[list[Column], dict[str, str]]:
+    """The two aggregates `DataFrame.observe` computes during the write: the row count and the
+    rows failing any row-level check (one OR of every predicate, nulls as passing).
+
+    One aggregate per check made the observed write cost about twice the plain write: each
+    observed aggregate is updated row by row outside whole-stage code generation. Per-check
+    counts are computed afterwards, over the stored version, only when a row failed.
+    Returns the expressions and, for checks Spark cannot analyse on this output, the error.
+    """
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    broken: dict[str, str] = {}
+    predicates = _row_predicates(plan, df, broken)
+    exprs = [F.count(F.lit(1)).alias(ROWS)]
+    if predicates:
+        failed = reduce(lambda a, b: a | b, [F.coalesce(e, F.lit(False)) for _, _, e in predicates])
+        exprs.append(F.count_if(failed).alias(FAILED_ANY))
     return exprs, broken
 
 
@@ -505,39 +635,145 @@ def evaluate(
 ) -> list[CheckOutcome]:
     """Outcomes of every planned check on `written` (the stored version, read back lazily).
 
-    `observed` holds what `DataFrame.observe` computed during the write (`__rows`, `__c<i>`).
-    Spark jobs here: one for uniqueness, one per custom check (pandera's backend), and one to
-    fetch failure cases when a row-level check failed.
+    `observed` holds what was observed during the write (`__rows`, `__failed_any`); when it
+    says no row failed, row-level checks need no Spark job. Otherwise, and for uniqueness, one
+    fused query over the stored version (see `_fused_pass`): at most two Spark jobs. Opaque
+    custom checks run one at a time, as pandera runs them.
     """
     broken = dict(broken or {})
-    rows = observed.get("__rows")
+    predicates = _row_predicates(plan, written, broken)
+    rows = observed.get(ROWS)
+    failed_any = observed.get(FAILED_ANY)
+    need_counts = bool(predicates) and (failed_any is None or int(failed_any) > 0)
+    uniques = [c for c in plan.checks if c.kind == "unique" and c.name not in broken]
+    sampled = sample_fraction is not None and 0 < sample_fraction < 1
+    fused = _fused_pass(
+        written,
+        predicates if need_counts else [],
+        [] if sampled else uniques,
+        plan.validation.failure_cases,
+    )
+    if sampled and uniques:  # uniqueness on a sample: its own query
+        fused.update(_fused_pass(_sampled(written, sample_fraction), [], uniques, 5))
+    if rows is None:
+        rows = fused.get(ROWS)
     rows = int(rows) if rows is not None else None
+
     outcomes: list[CheckOutcome] = []
-    failed_row_checks: list[tuple[int, CheckOutcome]] = []
     for i, check in enumerate(plan.checks):
         if check.name in broken:
             outcomes.append(CheckOutcome(check, False, message=broken[check.name]))
-            continue
-        if check.kind == "columns":
+        elif check.kind == "columns":
             outcomes.append(_columns_outcome(check, plan.schema, written))
-        elif check.kind in {"nullable", "builtin"}:
-            failing = observed.get(f"__c{i}")
-            if failing is None:
-                outcomes.append(CheckOutcome(check, False, message="not evaluated"))
-                continue
-            outcome = CheckOutcome(check, int(failing) == 0, int(failing), rows)
-            if not outcome.passed:
-                failed_row_checks.append((i, outcome))
+        elif check.row_level:
+            failing = int(fused.get(f"__c{i}", 0) or 0) if need_counts else 0
+            cases = fused.get(f"__cases{i}", [])
+            outcome = CheckOutcome(check, failing == 0, failing, rows, failure_cases=cases)
+            if failing:
+                outcome.message = f"{failing} of {rows} row(s) fail {check.description}"
             outcomes.append(outcome)
         elif check.kind == "unique":
-            outcomes.append(_unique_outcome(check, _sampled(written, sample_fraction), rows))
+            outcomes.append(_unique_outcome(check, fused, rows, sampled))
         elif check.kind == "custom":
-            outcomes.append(_custom_outcome(check, plan.schema, _sampled(written, sample_fraction)))
+            outcomes.append(_custom_outcome(check, _sampled(written, sample_fraction), rows))
         elif check.kind == "drift":
             outcomes.append(drift_outcome(check, previous_schema, written.schema))
-    if failed_row_checks:
-        _attach_failure_cases(written, failed_row_checks, plan.validation.failure_cases)
     return outcomes
+
+
+_CASE_SALTS = 3
+"""Failure cases are picked by min_by and max_by over salted hashes: up to twice this many
+examples (two distinct ones whenever two exist) in bounded memory, deterministic for the same
+data; no collect_list of every failing row."""
+
+
+def _fused_pass(
+    df: DataFrame,
+    predicates: Sequence[tuple[int, PlannedCheck, Column]],
+    uniques: Sequence[PlannedCheck],
+    per_check: int,
+) -> dict[str, Any]:
+    """One query over `df`, pruned to the columns it needs, run as a no-op write so that both
+    parts are observations of a single action: per-check failing rows and failure cases
+    (before the shuffle), and uniqueness over the key columns (after a group-by on them).
+    Spark jobs: 1 for the counts alone, 2 with uniqueness (the shuffle's map stage), 0 when
+    there is nothing to compute."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    if not predicates and not uniques:
+        return {}
+    keys = [k for c in uniques for k in (c.column or "").split(",")]
+    needed = list(
+        dict.fromkeys(
+            [*keys, *(col for _, c, _ in predicates for col in c.case_columns(df.columns))]
+        )
+    )
+    query = df.select(*[F.col(c) for c in needed]) if needed else df
+    rows_seen, dups_seen = Observation(), Observation()
+    picks = [(k, pick) for k in range(_CASE_SALTS) for pick in (F.min_by, F.max_by)]
+    if predicates:
+        aggregates = [F.count(F.lit(1)).alias(ROWS)]
+        for i, check, expr in predicates:
+            shown = check.case_columns(df.columns)
+            value = F.col(shown[0]) if len(shown) == 1 else F.struct(*[F.col(c) for c in shown])
+            aggregates.append(F.count_if(expr).alias(f"__c{i}"))
+            for n, (k, pick) in enumerate(picks if per_check > 0 else []):
+                order = F.when(expr, F.xxhash64(value, F.lit(k)))
+                aggregates.append(pick(F.when(expr, value), order).alias(f"__k{i}_{n}"))
+        query = query.observe(rows_seen, *aggregates)
+    if uniques:
+        counted = query.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n")).where("__n > 1")
+        example = F.struct(*[F.col(k) for k in keys], F.col("__n").alias("count"))
+        query = counted.observe(
+            dups_seen,
+            F.count(F.lit(1)).alias("__groups"),
+            F.sum("__n").alias("__dup_rows"),
+            *[
+                pick(example, F.xxhash64(*[F.col(c) for c in keys], F.lit(k))).alias(f"__u{n}")
+                for n, (k, pick) in enumerate(picks)
+            ],
+        )
+    query.write.format("noop").mode("overwrite").save()
+    found: dict[str, Any] = {}
+    if predicates:
+        seen = rows_seen.get
+        found[ROWS] = seen.get(ROWS)
+        for i, check, _ in predicates:
+            found[f"__c{i}"] = seen.get(f"__c{i}")
+            shown = check.case_columns(df.columns)
+            values = [seen.get(f"__k{i}_{n}") for n in range(len(picks) if per_check > 0 else 0)]
+            cases = _distinct_cases(values, shown, check.column)
+            if check.kind == "nullable" and per_check > 0 and seen.get(f"__c{i}"):
+                cases = cases or [{"column": check.column, "value": None}]  # the value is null
+            found[f"__cases{i}"] = cases[:per_check]
+    if uniques:
+        seen = dups_seen.get
+        found["__groups"] = seen.get("__groups") or 0
+        found["__dup_rows"] = seen.get("__dup_rows") or 0
+        examples = [seen.get(f"__u{n}") for n in range(len(picks))]
+        found["__unique_cases"] = _distinct_cases(examples, [*keys, "count"], None)[:per_check]
+    return found
+
+
+def _distinct_cases(
+    values: Sequence[Any], columns: Sequence[str], column: str | None
+) -> list[dict[str, Any]]:
+    """Failure cases as records: `{"column", "value"}` for a column's check, the named columns'
+    values for a row (struct) check; duplicates and nulls (fewer failures than salts) out."""
+    cases: list[dict[str, Any]] = []
+    for value in values:
+        if value is None:
+            continue
+        if column is not None and len(columns) == 1:
+            record = {"column": column, "value": _cell(value)}
+        elif hasattr(value, "asDict"):
+            record = {k: _cell(v) for k, v in value.asDict().items()}
+        else:
+            record = {columns[0]: _cell(value)}
+        if record not in cases:
+            cases.append(record)
+    return cases
 
 
 def _sampled(df: DataFrame, fraction: float | None) -> DataFrame:
@@ -566,49 +802,42 @@ def _columns_outcome(check: PlannedCheck, schema: Any, df: DataFrame) -> CheckOu
     return CheckOutcome(check, not problems, len(problems), len(schema.columns), message, problems)
 
 
-def _unique_outcome(check: PlannedCheck, df: DataFrame, rows: int | None) -> CheckOutcome:
-    from pyspark.sql import functions as F
-
+def _unique_outcome(
+    check: PlannedCheck, fused: Mapping[str, Any], rows: int | None, sampled: bool
+) -> CheckOutcome:
+    """Rows whose key occurs more than once (as pandas counts duplicates, keep=False)."""
     cols = (check.column or "").split(",")
-    stats = (
-        df.groupBy(*cols)
-        .count()
-        .where(F.col("count") > 1)
-        .agg(F.count(F.lit(1)).alias("groups"), F.sum("count").alias("rows"))
-        .first()
-    )
-    groups = int(stats["groups"] or 0) if stats else 0
-    dup_rows = int(stats["rows"] or 0) if stats else 0
+    groups = int(fused.get("__groups") or 0)
+    dup_rows = int(fused.get("__dup_rows") or 0)
     outcome = CheckOutcome(check, groups == 0, dup_rows, rows)
     outcome.extra["duplicate_groups"] = MetadataValue.int(groups)
     if groups:
         outcome.message = f"{groups} value(s) of {cols} occur more than once ({dup_rows} rows)"
-        cases = df.groupBy(*cols).count().where(F.col("count") > 1).limit(5).collect()
-        outcome.failure_cases = [r.asDict() for r in cases]
+        if sampled:
+            outcome.message += " in the sample"
+        outcome.failure_cases = list(fused.get("__unique_cases") or [])
     return outcome
 
 
-def _custom_outcome(check: PlannedCheck, schema: Any, df: DataFrame) -> CheckOutcome:
-    """A check pandera cannot express as a Spark column: pandera's own backend runs it."""
-    import pandera.pyspark as pa
+def _custom_outcome(check: PlannedCheck, df: DataFrame, rows: int | None) -> CheckOutcome:
+    """A check function returning one boolean (pandera's PySpark contract), called as pandera's
+    backend calls it, without the rest of pandera's validation (dtype and nullability work).
+    It says pass or fail, not which rows: the outcome says so, and how to get counts."""
+    from pandera.backends.pyspark.checks import PySparkCheckBackend
 
-    if check.column is not None:
-        column = schema.columns[check.column]
-        single = pa.DataFrameSchema(
-            {check.column: pa.Column(column.dtype, checks=[check.check], nullable=True)}
-        )
-    else:
-        single = pa.DataFrameSchema(checks=[check.check])
-    validated = single.validate(df, lazy=True)
-    errors: dict[str, Any] = dict(validated.pandera.errors or {})
-    messages = [
-        e.get("error", "")
-        for category in errors.values()
-        for entries in category.values()
-        for e in entries
-    ]
-    outcome = CheckOutcome(check, not messages, message="; ".join(messages))
-    outcome.extra["evaluated_by"] = MetadataValue.text("pandera pyspark backend (custom check)")
+    try:
+        result = PySparkCheckBackend(check.check)(df, check.column)
+        passed = bool(result.check_passed)
+        message = "" if passed else f"{check.description}: the check returned False"
+    except Exception as exc:  # the user's function failed: report it as this check's failure
+        passed = False
+        detail = str(exc).strip().splitlines()
+        message = f"{check.description}: raised {type(exc).__name__}: {detail[0] if detail else ''}"
+    outcome = CheckOutcome(check, passed, 0 if passed else None, rows, message)
+    outcome.extra["evaluated_by"] = MetadataValue.text(
+        "pandera pyspark check backend (a boolean check: declare it with "
+        "pysetl_dagster.checks.plan.row_check to count failing rows)"
+    )
     return outcome
 
 
@@ -629,34 +858,6 @@ def drift_outcome(check: PlannedCheck, previous: Any, current: Any) -> CheckOutc
     )
     message = "; ".join(f"{c['column']} {c['change']} ({c['type']})" for c in changes)
     return CheckOutcome(check, not changes, len(changes), None, message, changes)
-
-
-def _attach_failure_cases(
-    df: DataFrame, failed: list[tuple[int, CheckOutcome]], per_check: int
-) -> None:
-    """A few failing rows per failed check, in one Spark action over the stored version."""
-    from functools import reduce
-
-    from pyspark.sql import functions as F
-
-    parts = []
-    for i, outcome in failed:
-        expr = outcome.check.failure_expr()
-        column = outcome.check.column
-        if expr is None or column is None:
-            continue
-        parts.append(
-            df.where(expr)
-            .select(F.lit(i).alias("__check"), F.col(column).cast("string").alias("value"))
-            .limit(per_check)
-        )
-    if not parts:
-        return
-    rows = reduce(lambda a, b: a.unionByName(b), parts).collect()
-    by_index = {i: o for i, o in failed}
-    for row in rows:
-        outcome = by_index[row["__check"]]
-        outcome.failure_cases.append({"column": outcome.check.column, "value": row["value"]})
 
 
 def evaluate_pandas(plan: CheckPlan, value: Any) -> list[CheckOutcome]:

@@ -103,6 +103,7 @@ class _Origin:
 
     @property
     def file(self) -> Path:
+        """The component's `defs.yaml`."""
         return self.folder / "defs.yaml"
 
 
@@ -110,7 +111,7 @@ def _translation_resolver() -> Resolver:
     """Keeps the `translation:` block unrendered until each Factory is known."""
     return Resolver(
         resolve_translation,
-        model_field_type=TranslationModel | None,  # type: ignore[arg-type]
+        model_field_type=TranslationModel | None,
         inject_before_resolve=False,
     )
 
@@ -443,6 +444,7 @@ PySetlPipelineComponent.__module__ = "pysetl_dagster"  # its public name, as dg 
 
 
 def _is_factory_list(value: Any) -> bool:
+    """Whether a reference gave Factories without Stages (`pysetl_pipeline` accepts those)."""
     return isinstance(value, (list, tuple)) and all(isinstance(f, Factory) for f in value)
 
 

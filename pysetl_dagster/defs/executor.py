@@ -6,11 +6,13 @@ Dagster 1.13 ships two ways to run steps: `in_process` (one after another) and `
 step (seconds each, and no shared cache), so neither runs Factories in parallel cheaply. This
 executor chooses per run, from the run's Spark resource (`pyspark`):
 
-- **threads** (a classic session): the ready steps run on threads of the run process, all on
-  its one SparkSession, each Factory's Spark jobs in a FAIR scheduler pool named after its
-  asset (`spark/labels.py`), at most `max_concurrent_factories` at once;
-- **processes** (a Spark Connect session, `remote=`): Dagster's multiprocess executor; a step
-  process connects to the server in under a second and starts no JVM. When the job cannot be
+- **threads** (the default): the ready steps run on threads of the run process, all on
+  its one SparkSession (classic or Connect), each Factory's Spark jobs in a FAIR scheduler
+  pool named after its asset (`spark/labels.py`), at most `max_concurrent_factories` at once;
+- **processes** (asked for with `mode: processes`, sensible under Spark Connect only):
+  Dagster's multiprocess executor; a step process connects to the server in under a second and
+  starts no JVM, but imports the code location again (seconds of CPU per step), so under
+  Connect too the default is threads over the run's one Connect session. When the job cannot be
   run in other processes (`materialize()`, an ephemeral instance) it falls back to threads;
 - **in_process** (`max_concurrent_factories: 1`): Dagster's in-process executor, unchanged.
 
@@ -59,6 +61,7 @@ from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.executor.init import InitExecutorContext
 from dagster._core.executor.multiprocess import MultiprocessExecutor
 
+from pysetl_dagster.execution.concurrent import carry_active_session
 from pysetl_dagster.spark.labels import active_session, cancel_run_jobs
 
 SPARK_RESOURCE_KEY = "pyspark"
@@ -122,7 +125,9 @@ class PySetlExecutor(Executor):
             if limit <= 1:
                 mode, why = "in_process", "max_concurrent_factories is 1"
             elif remote:
-                mode, why = "processes", "a Spark Connect session: processes start no JVM"
+                # A step process starts no JVM under Connect, but it imports the code location
+                # again (seconds of CPU per step); threads share the run's Connect session.
+                mode, why = "threads", "a Spark Connect session: threads share the run's session"
             else:
                 mode, why = "threads", "a classic session: threads share its one JVM"
         if mode == "processes" and not self._can_use_processes(plan_context):
@@ -287,8 +292,11 @@ def threaded_plan_iterator(
 def _start(
     step_key: str, step_context: StepExecutionContext, messages: queue.Queue[_Message]
 ) -> threading.Thread:
+    activate = carry_active_session()
+
     def target() -> None:
         try:
+            activate()
             for event in check.generator(dagster_event_sequence_for_step(step_context)):
                 messages.put(_Message(step_key, event=event))
         except BaseException as exc:  # raised on the executor's thread once all steps ended
@@ -329,8 +337,8 @@ def _interrupt(running: Mapping[str, _Running], run_id: str) -> None:
         "mode": Field(
             Enum("PySetlExecutionMode", [EnumValue(m) for m in MODES]),
             default_value="auto",
-            description="auto: threads over one SparkSession on a classic session, processes "
-            "under Spark Connect, in_process when the bound is 1.",
+            description="auto: threads over the run's one SparkSession (classic or Connect), "
+            "in_process when the bound is 1; processes: a process per step (Connect only).",
         ),
         "retries": get_retries_config(),
         "step_dependency_config": get_step_dependency_config_field(),

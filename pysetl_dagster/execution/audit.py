@@ -85,17 +85,16 @@ def audit_in_memory(plan: CheckPlan | None, output: Any) -> list[CheckOutcome]:
         return []
     if plan.engine in IN_MEMORY_ENGINES:
         return evaluate_pandas(plan, output)
-    if isinstance(output, DataFrame):
-        exprs, broken = observed_exprs(plan, output)
-        observed = output.agg(*exprs).first()
-        return evaluate(plan, output, observed.asDict() if observed else {}, broken=broken)
+    if isinstance(output, DataFrame):  # one fused query: counts, cases, uniqueness
+        _, broken = observed_exprs(plan, output)
+        return evaluate(plan, output, {}, broken=broken)
     return []
 
 
 def check_stored(state: StepState) -> list[CheckOutcome]:
     """Evaluate the selected checks against the current stored version (the UI's "Execute
-    checks"): one Spark job reading only the checked columns, plus uniqueness and custom
-    checks if selected."""
+    checks"): one fused query reading only the checked columns (two Spark jobs with
+    uniqueness), plus opaque custom checks if selected."""
     plan, storage, key, partition = state.plan, state.storage, state.key, state.partition
     assert plan is not None
     if storage is None or plan.engine != "pyspark":
@@ -112,12 +111,11 @@ def check_stored(state: StepState) -> list[CheckOutcome]:
     path = storage.store.asset_dir(key, partition) / manifest["version"]
     with asset_scope(state.spark, state.run_id, state.asset, "asset checks on the stored output"):
         written = storage.store.read_version(path, manifest.get("schema"))
-        exprs, broken = observed_exprs(plan, written)
-        row = written.agg(*exprs).first()
+        _, broken = observed_exprs(plan, written)
         outcomes = evaluate(
             plan,
             written,
-            row.asDict() if row else {},
+            {"__rows": manifest["rows"]} if manifest.get("rows") is not None else {},
             broken=broken,
             previous_schema=schema_of(manifest, "previous_schema"),
             sample_fraction=_sample_fraction(plan, storage),
@@ -178,9 +176,7 @@ def emit(state: StepState) -> Iterator[AssetCheckResult | AssetCheckEvaluation]:
 def blocked_failure(state: StepState, blocked: list[CheckOutcome], rejected: str | None) -> Failure:
     """The run's failure when blocking checks failed: what failed, where the rejected output
     is, which version stays current, and what to do."""
-    details = "; ".join(
-        f"{o.check.name}: {o.message or f'{o.failing_rows} failing row(s)'}" for o in blocked
-    )
+    details = "; ".join(_failure_line(o) for o in blocked)
     storage = state.storage
     current = storage.store.current_manifest(state.key, state.partition) if storage else None
     kept = (
@@ -201,6 +197,22 @@ def blocked_failure(state: StepState, blocked: list[CheckOutcome], rejected: str
             **({"rejected_version": MetadataValue.path(str(rejected))} if rejected else {}),
         },
     )
+
+
+def _failure_line(outcome: CheckOutcome) -> str:
+    """One failed check in the run's failure message: its name, failing rows, and what the
+    check says (our own words: never a raw pandera repr)."""
+    check = outcome.check
+    if outcome.failing_rows is not None and check.kind not in {"columns", "drift"}:
+        of = f" of {outcome.rows}" if outcome.rows is not None else ""
+        line = f"{check.name}: {outcome.failing_rows}{of} failing row(s)"
+    else:
+        line = f"{check.name}: failed"
+    detail = (
+        outcome.message if check.kind in {"columns", "custom"} or not outcome.failing_rows else ""
+    )
+    detail = detail or ""
+    return f"{line} ({detail[:300]})" if detail and detail not in line else line
 
 
 def schema_of(manifest: Mapping[str, Any] | None, field: str) -> StructType | None:

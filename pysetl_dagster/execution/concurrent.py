@@ -105,11 +105,31 @@ def run_concurrently(
         raise first_error
 
 
+def carry_active_session() -> Callable[[], None]:
+    """Call on the parent thread; the result, called on a child thread, makes the parent's
+    Spark Connect session active there too (Connect keeps the active session per thread, and a
+    Factory's `getActiveSession()` must find the run's). A classic session is process-wide."""
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+    except ImportError:  # pragma: no cover - the Connect client is installed with pyspark
+        return lambda: None
+    session = getattr(ConnectSession._active_session, "session", None)
+    if session is None:
+        return lambda: None
+
+    def activate() -> None:
+        ConnectSession._active_session.session = session
+
+    return activate
+
+
 def _start(work: ConcurrentWork[Any], index: int, messages: queue.Queue[_Message]) -> Any:
     context = contextvars.copy_context()  # the op's context (its Dagster step, for logs)
+    activate = carry_active_session()
 
     def target() -> None:
         try:
+            activate()
             if work.inherit is not None:
                 work.inherit()
             for event in work.events():

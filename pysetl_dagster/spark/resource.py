@@ -111,9 +111,9 @@ class PySparkSessionResource(ConfigurableResource):
             watch_run(context.instance, run.run_id, self._spark_session)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        """Release the run's cancel watcher when the run ends (Dagster calls this).
+        """Release the run's per-run state when the run ends (Dagster calls this).
 
-        The watcher is per-run state. A classic session stays for the process (see
+        The cancel watcher is per-run state. A classic session stays for the process (see
         `stop_at_exit`), so the next run in the process reuses it; a Connect session is the
         run's own and is released on the server.
         """
@@ -156,7 +156,7 @@ class PySparkSessionResource(ConfigurableResource):
         """The run's SparkSession, started on first use (and, under Connect, made the active
         session of the calling thread, so the Factories' `getActiveSession()` finds it)."""
         self._init_session()
-        session: SparkSession = self._spark_session  # set by _init_session (a PrivateAttr: Any)
+        session: SparkSession | None = self._spark_session  # a PrivateAttr: Any
         assert session is not None
         if self.remote:
             make_active(session)

@@ -195,6 +195,7 @@ def assert_frame_equal(
 
 
 def _describe_columns(columns: Sequence[tuple[str, str, bool]]) -> str:
+    """`name type[ not null]`, comma-separated: one line of an assertion message."""
     return ", ".join(
         f"{name} {kind}{'' if nullable else ' not null'}" for name, kind, nullable in columns
     )

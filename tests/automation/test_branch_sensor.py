@@ -27,11 +27,13 @@ from tests.fixtures.conditions_pipeline import build_ab_pipeline, build_branch_p
 from tests.fixtures.numbers_pipeline import build_numbers_pipeline
 
 
-def _tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance) -> Any:
-    """One evaluation of the sensor as the daemon does it (a fresh cursor)."""
+def _tick(
+    defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None
+) -> Any:
+    """One evaluation of the sensor as the daemon does it (a fresh cursor unless given)."""
     sensor = defs.get_repository_def().get_sensor_def(name)
     with dg.build_sensor_context(
-        instance=instance, repository_def=defs.get_repository_def()
+        instance=instance, repository_def=defs.get_repository_def(), cursor=cursor
     ) as context:
         return sensor.evaluate_tick(context)
 
@@ -70,6 +72,11 @@ def test_decisions_from_the_manifest_take_no_spark_job_and_ab_compares_variants(
         (ab_request,) = ab.run_requests or []
         assert ab_request.tags["pysetl/pricing"] == "a"
         assert ab_request.asset_selection == [dg.AssetKey("pricing_a")]
+        # the next tick on the same inputs requests nothing (the next assignment waits for a
+        # new upstream version)
+        again = _tick(defs, "ab_branching", instance, ab.cursor)
+        assert not again.run_requests
+        assert again.skip_message.startswith("Nothing changed since the last run")
         observations = {o.asset_key.to_user_string(): o for o in ab.asset_events}
         assert set(observations) == {"pricing_a", "pricing_b"}
         table = observations["pricing_a"].metadata["pysetl/ab_comparison"].value

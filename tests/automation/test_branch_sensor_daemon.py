@@ -72,6 +72,8 @@ class Daemon:
 
     def runs(self, sensor: str) -> list[dg.DagsterRun]:
         found = self.instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": sensor}))
+        if not found:
+            return []
         records = self.instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in found]))
         return [r.dagster_run for r in sorted(records, key=lambda r: r.create_timestamp)]
 

@@ -87,6 +87,10 @@ def test_bad_output_lists_every_failure_and_non_blocking_publishes(
         "column": "email",
         "value": "bob-at-example",
     }
+    # the dataframe-level rule shows the columns it names, from the failing row
+    rule = failed["dataframe__id_not_above_age"].metadata["failure_cases"].records
+    assert [r.data for r in rule] == [{"id": "4", "age": "-1"}]
+    assert {r.data["id"] for r in failed["unique__id"].metadata["failure_cases"].records} == {"1"}
     # the materialization carries the whole report as one table
     (event,) = [
         e for e in result.get_asset_materialization_events() if e.asset_key.path == ["people"]
@@ -123,7 +127,9 @@ def test_blocking_failure_keeps_previous_version_and_stops_downstream(
     failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.step_failure_data.user_failure_data.description)
     assert "Factory People (asset people) failed blocking check(s)" in message
-    assert "id__greater_than_or_equal_to" in message and "stays current" in message
+    assert "id__greater_than_or_equal_to: 1 of 4 failing row(s)" in message
+    assert "dataframe__id_not_above_age: 1 of 4 failing row(s)" in message
+    assert "DataFrameSchema" not in message and "stays current" in message
     assert "people_count" not in {
         e.step_key for e in bad.all_events if e.event_type_value == "STEP_START"
     }
@@ -192,6 +198,9 @@ def test_same_failures_and_counts_as_pandera(spark: SparkSession) -> None:
                 check = e["check"].split("(")[0]
                 column = "id" if check == "unique" else e["column"]
                 theirs.add((column, "nullable" if check == "not_nullable" else check))
+    # pandera runs the dataframe-level row_check itself too (named by its SQL, on the schema)
+    assert ("Person", "id <= age") in theirs
+    theirs.remove(("Person", "id <= age"))
     assert set(ours) == theirs
     assert len({name for _, name in theirs}) >= 8  # kinds of check compared
 
@@ -359,3 +368,83 @@ def _evaluations_list(result: Any) -> list[Any]:
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
+
+
+def test_checks_cost_at_most_two_spark_jobs(spark: SparkSession) -> None:
+    """Counted by Spark's status tracker: whatever the number of checks, evaluating them on a
+    stored version takes one fused query: two jobs with uniqueness (its shuffle's map stage
+    and the result), on valid data as on data failing nearly every check."""
+    from tests.fixtures.validation_pipeline import GOOD_ROWS
+
+    plan = build_check_plan(Validation(person_schema()), dg.AssetKey("p"), "People")
+    assert sum(c.row_level for c in plan.checks) >= 12
+    tracker = spark.sparkContext.statusTracker()
+    for variant, data in (("good", GOOD_ROWS), ("bad", BAD_ROWS)):
+        df = spark.createDataFrame(data, COLUMNS)
+        exprs, broken = observed_exprs(plan, df)
+        assert len(exprs) == 2  # observed during the write: rows and rows failing any check
+        group = f"checks-cost-{variant}"
+        spark.sparkContext.setJobGroup(group, group)
+        try:
+            outcomes = evaluate(plan, df, {"__rows": len(data)}, broken=broken)
+        finally:
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        assert len(tracker.getJobIdsForGroup(group)) <= 2, variant
+        assert all(o.passed for o in outcomes) == (variant == "good")
+
+
+def test_nan_follows_pandera_pyspark_or_is_null_when_asked(spark: SparkSession) -> None:
+    """NaN, by default, as pandera's PySpark backend sees it (a value above every number: it
+    fails `le`, passes `ge`, is not null); with `nan_is_null` as pandas sees it (a null: it
+    fails `not_nullable` and passes value checks). Counts compared with pandas' backend."""
+    import pandera.pyspark as pa
+    import pyspark.sql.types as T
+
+    df = spark.createDataFrame([(1.0,), (float("nan"),), (150.0,), (None,)], "score double")
+
+    def schema(**metadata: Any) -> Any:
+        return pa.DataFrameSchema(
+            {
+                "score": pa.Column(
+                    T.DoubleType(),
+                    [pa.Check.le(100.0), pa.Check.ge(0.0)],
+                    nullable=False,
+                    metadata=metadata or None,
+                )
+            }
+        )
+
+    def counts(validation: Validation) -> dict[str, int | None]:
+        plan = build_check_plan(validation, dg.AssetKey("s"), "Scores")
+        outcomes = evaluate(plan, df, {})
+        return {o.check.name: o.failing_rows for o in outcomes if o.check.row_level}
+
+    spark_semantics = counts(Validation(schema()))
+    assert spark_semantics == {
+        "score__not_nullable": 1,
+        "score__less_than_or_equal_to": 2,  # 150 and NaN
+        "score__greater_than_or_equal_to": 0,
+    }
+    errors = schema().validate(df, lazy=True).pandera.errors  # pandera's PySpark verdicts
+    failed_by_pandera = {
+        e["check"].split("(")[0]
+        for category in errors.values()
+        for entries in category.values()
+        for e in entries
+    }
+    assert failed_by_pandera == {"not_nullable", "less_than_or_equal_to"}
+
+    as_null = counts(Validation(schema(), nan_is_null={"score"}))
+    assert as_null == counts(Validation(schema(nan_is_null=True)))  # per column, either way
+    pandas_schema = pdpa.DataFrameSchema(
+        {"score": pdpa.Column(float, [pdpa.Check.le(100.0), pdpa.Check.ge(0.0)])}
+    )
+    with pytest.raises(pdpa.errors.SchemaErrors) as caught:
+        pandas_schema.validate(df.toPandas(), lazy=True)
+    cases = caught.value.failure_cases
+    assert as_null == {
+        "score__not_nullable": int((cases.check == "not_nullable").sum()),  # None and NaN: 2
+        "score__less_than_or_equal_to": int(cases.check.str.startswith("less_than").sum()),
+        "score__greater_than_or_equal_to": 0,
+    }
+    assert as_null["score__not_nullable"] == 2 and as_null["score__less_than_or_equal_to"] == 1

@@ -17,7 +17,14 @@ from pysetl_dagster import PySetlDefinitionError, PySetlPipelineComponent
 def _summary(defs: dg.Definitions) -> dict[str, Any]:
     graph = defs.resolve_asset_graph()
     return {
-        "assets": {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()},
+        "assets": {
+            k.to_user_string(): (
+                graph.get(k).group_name,
+                sorted(p.to_user_string() for p in graph.get(k).parent_keys),
+                str(graph.get(k).metadata.get("path")),  # an external input's file
+            )
+            for k in graph.get_all_asset_keys()
+        },
         "checks": sorted(k.to_user_string() for k in graph.asset_check_keys),
         "jobs": sorted(j.name for j in defs.resolve_all_job_defs()),
         "schedules": sorted(s.name for s in defs.schedules or []),

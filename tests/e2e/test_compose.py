@@ -39,7 +39,7 @@ def test_services_and_built_files_exist() -> None:
     services = _compose()["services"]
     assert set(services) == {
         "postgres", "user_code", "dagster_webserver", "dagster_daemon", "spark-master",
-        "spark-worker",
+        "spark-worker", "spark-connect",
     }  # fmt: skip
     build = services["user_code"]["build"]
     context = (DOCKER / build["context"]).resolve()
@@ -118,8 +118,18 @@ def test_prod_profile_points_at_the_compose_cluster_and_volume() -> None:
     assert master[master.index("--port") + 1] == port
     assert any(prod.spark.master in str(arg) for arg in services["spark-worker"]["command"])
     assert services["user_code"]["environment"]["PYSETL_DAGSTER_PROFILE"] == "prod"
+    # Runs are clients of the Connect server, which is a driver on the same master.
+    remote = re.fullmatch(r"sc://([\w-]+):(\d+)", prod.spark.remote or "")
+    assert remote, prod.spark.remote
+    connect_host, connect_port = remote.groups()
+    connect = services[connect_host]["command"]
+    assert "org.apache.spark.sql.connect.service.SparkConnectServer" in connect
+    assert connect[connect.index("--master") + 1] == prod.spark.master
+    assert f"spark.connect.grpc.binding.port={connect_port}" in connect
+    assert connect_port in services[connect_host]["expose"]
+    assert connect_host in services["user_code"]["depends_on"]
     # Driver (user_code) and executors (spark-worker) see the same storage root.
-    for name in ("user_code", "spark-worker"):
+    for name in ("user_code", "spark-worker", "spark-connect"):
         targets = [m.split(":")[1] for m in services[name]["volumes"]]
         assert prod.storage.root in targets, name
     assert Path(prod.storage.root or "").is_absolute()

@@ -16,7 +16,8 @@ import pytest
 from dagster._core.definitions.reconstruct import reconstructable
 from pyspark.sql import SparkSession
 
-from pysetl_dagster import pysetl_pipeline
+from pysetl_dagster import load_profile, pysetl_pipeline
+from pysetl_dagster.errors import PySetlProfileError
 from pysetl_dagster.spark.labels import job_ids_with_tag, no_leaked_spark_labels, step_tag
 from tests.conftest import assert_same_data
 from tests.fixtures.parallel_pipeline import (
@@ -134,3 +135,13 @@ def test_asset_job_runs_independent_factories_at_once_with_the_sequential_output
     assert set(stored) == set(expected)
     for name, df in expected.items():
         assert_same_data(spark.read.parquet(stored[name]), df)
+
+
+def test_a_profile_sets_the_bound_on_the_spark_resource(tmp_path: Path) -> None:
+    profile_file = tmp_path / "profiles.yaml"
+    profile_file.write_text("base: {}\ndev:\n  spark: {max_concurrent_factories: 3}\n")
+    assert load_profile(profile_file, "dev").spark_resource().max_concurrent_factories == 3
+    assert load_profile(profile_file, "base").spark_resource().max_concurrent_factories == 4
+    profile_file.write_text("dev:\n  spark: {max_concurrent_factories: 0}\n")
+    with pytest.raises(PySetlProfileError, match="max_concurrent_factories"):
+        load_profile(profile_file, "dev")

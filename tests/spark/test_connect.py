@@ -192,7 +192,7 @@ def test_terminating_a_connect_run_stops_its_job_on_the_server(
         time.sleep(0.3)
     start = time.monotonic()
     location.terminate(run_id)
-    while connect_server.running_jobs(tag):
+    while connect_server.running_jobs(tag) != []:  # None: the API did not answer in time
         assert time.monotonic() - start < 5, "the run's Spark job still runs 5 s after terminate"
         time.sleep(0.1)
     assert location.wait(run_id, 60).status == DagsterRunStatus.CANCELED
@@ -226,3 +226,32 @@ def test_a_killed_server_fails_the_run_and_a_restarted_one_serves_the_next(
     after = location.launch("probe_assets", no_cache)
     assert location.wait(after).status == DagsterRunStatus.SUCCESS, location.failure(after)
     assert location.current_version("probe") not in (None, earlier)
+
+
+def test_profile_remote_and_the_server_starters_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`$PYSETL_SPARK_REMOTE` picks the session (`classic` turns Connect off); starting a
+    server on a busy port or without Java fails at once with one line saying what to do."""
+    import socket
+
+    from definitions import PROFILES_FILE
+    from pysetl_dagster import load_profile
+    from pysetl_dagster.spark.connect_server import ConnectServerError, start_connect_server
+
+    monkeypatch.setenv("PYSETL_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    assert load_profile(PROFILES_FILE, "dev").spark_resource().remote == "sc://127.0.0.1:15002"
+    monkeypatch.setenv("PYSETL_SPARK_REMOTE", "classic")
+    assert load_profile(PROFILES_FILE, "dev").spark_resource().remote is None
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConnectServerError, match=f"port 127.0.0.1:{port} is busy"):
+            start_connect_server(tmp_path / "busy", port=port)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConnectServerError, match="Java not found") as error:
+        start_connect_server(tmp_path / "nojava")
+    assert "\n" not in str(error.value)

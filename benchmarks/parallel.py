@@ -1,0 +1,218 @@
+"""A Stage of independent Factories: PySetl runs them one after another, the Stage job at once.
+
+One Stage of 4 independent Factories; each reads its own Parquet input of 2M rows, joins it
+with a small dimension (broadcast) and aggregates it. In one process with one warm
+SparkSession (`local[<cores>]`, FAIR scheduler), alternately each round:
+  native  - PySetl's own `Pipeline.run()` (its Stage runs the Factories one after another),
+            then each Factory's output written to Parquet by this script (PySetl is lazy: the
+            writes run the Factories' Spark work, one Factory after another);
+  dagster - the pipeline's Stage job (`execute_in_process`), its 4 Factories on threads over
+            the session, each in its FAIR pool (`max_concurrent_factories=4`), each output
+            written to fresh storage with the cache off.
+Two rows, same data, same session settings for both sides:
+  one_core_each   - each input is one file (one partition) and shuffles have one partition:
+                    one Factory keeps one core busy, so running them at once can use every
+                    core (the limit on 2 cores is a ratio of 0.5);
+  fills_every_core - each input is `cores` files and shuffles have `cores` partitions: one
+                    Factory alone keeps every core busy, so parallelism cannot win (ratio ~1).
+Medians over the counted rounds (round 0 warms up). One JSON line per row; the last line is
+the one-core-each row: {"native_s", "dagster_s", "ratio" (dagster/native), "cores"}.
+
+    .venv/bin/python benchmarks/parallel.py [--rows 2000000] [--rounds 3] [--cores 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import dagster as dg  # noqa: E402
+from pysetl.workflow import Factory, Pipeline, Stage  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+from pyspark.sql.types import DoubleType, LongType, StringType  # noqa: E402
+from typedspark import Column, DataSet, Schema  # noqa: E402
+
+from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
+from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
+
+FACTORIES = 4
+KEYS = 1000
+
+
+class Totals(Schema):
+    segment: Column[StringType]
+    amount: Column[DoubleType]
+    orders: Column[LongType]
+    digest: Column[StringType]
+
+
+class _Part(Factory[DataSet[Totals]]):
+    """Its own input joined with the segment of each key, totals per segment."""
+
+    index: ClassVar[int] = 0
+    inputs: ClassVar[str] = ""
+
+    def read(self) -> Self:
+        spark = SparkSession.builder.getOrCreate()
+        self.facts = spark.read.parquet(f"{self.inputs}/part{self.index}")
+        self.segments = spark.range(KEYS).select(
+            F.col("id").alias("key"), F.concat(F.lit("s"), (F.col("id") % 7)).alias("segment")
+        )
+        return self
+
+    def process(self) -> Self:
+        joined = self.facts.join(F.broadcast(self.segments), "key")
+        self.out = DataSet[Totals](
+            joined.groupBy("segment").agg(
+                F.sum(F.col("value") * F.col("quantity")).alias("amount"),
+                F.count("*").cast("long").alias("orders"),
+                F.max(F.sha2(F.concat_ws("|", "key", "value", "quantity"), 256)).alias("digest"),
+            )
+        )
+        return self
+
+    def write(self) -> Self:
+        return self
+
+    def get(self) -> DataSet[Totals]:
+        return self.out
+
+
+class Part0(_Part):
+    index = 0
+
+
+class Part1(_Part):
+    index = 1
+
+
+class Part2(_Part):
+    index = 2
+
+
+class Part3(_Part):
+    index = 3
+
+
+PARTS: list[type[_Part]] = [Part0, Part1, Part2, Part3]
+
+
+def build_pipeline() -> Pipeline:
+    stage = Stage()
+    for part in PARTS:
+        stage.add_factory(part())
+    return Pipeline().add_stage(stage)
+
+
+def ensure_inputs(spark: SparkSession, rows: int, files: int) -> Path:
+    """`FACTORIES` inputs of `rows` rows, each written as `files` Parquet files."""
+    folder = ROOT / "benchmarks" / ".data" / f"parallel_{rows}_{files}"
+    if (folder / "_complete").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    for i in range(FACTORIES):
+        facts: DataFrame = spark.range(rows, numPartitions=files).select(
+            (F.col("id") * 7919 % KEYS).alias("key"),
+            (F.col("id") % 997 / 10 + i).alias("value"),
+            (F.col("id") % 13 + 1).alias("quantity"),
+        )
+        facts.write.parquet(str(folder / f"part{i}"))
+    (folder / "_complete").touch()
+    return folder
+
+
+def run_native(spark: SparkSession, out: Path) -> float:
+    start = time.perf_counter()
+    with no_leaked_spark_labels(spark):  # PySetl's job group must not label later jobs
+        pipeline = build_pipeline().run()
+    for part in PARTS:
+        output = pipeline.get_output(part)
+        assert output is not None, part
+        output.write.parquet(str(out / part.__name__))
+    return time.perf_counter() - start
+
+
+def run_dagster(out: Path, instance: dg.DagsterInstance, conf: dict[str, Any]) -> float:
+    start = time.perf_counter()
+    job = pysetl_pipeline(build_pipeline(), name="parallel_bench").stage_job
+    assert job is not None
+    result = job.execute_in_process(
+        instance=instance,
+        resources={
+            "pyspark": PySparkSessionResource(
+                stop_at_exit=False, spark_config=conf, max_concurrent_factories=FACTORIES
+            ),
+            "io_manager": SparkParquetIOManager(base_path=str(out), cache=False),
+        },
+    )
+    elapsed = time.perf_counter() - start
+    assert result.success
+    return elapsed
+
+
+def measure(
+    spark: SparkSession, inputs: Path, shuffle: int, rounds: int, label: str
+) -> dict[str, Any]:
+    conf = {"spark.sql.shuffle.partitions": str(shuffle)}
+    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle))
+    _Part.inputs = str(inputs)
+    native_s: list[float] = []
+    dagster_s: list[float] = []
+    with (
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+        dg.DagsterInstance.local_temp(tmp) as instance,
+    ):
+        for round_ in range(rounds + 1):  # round 0 warms caches and JIT, not counted
+            native = run_native(spark, Path(tmp, f"native_{round_}"))
+            dagster = run_dagster(Path(tmp, f"dagster_{round_}"), instance, conf)
+            print(f"{label} round {round_}: native {native:.2f}s  dagster {dagster:.2f}s"
+                  + ("  (warm-up)" if round_ == 0 else ""), flush=True)  # fmt: skip
+            if round_:
+                native_s.append(native)
+                dagster_s.append(dagster)
+    n, d = statistics.median(native_s), statistics.median(dagster_s)
+    return {"native_s": round(n, 3), "dagster_s": round(d, 3), "ratio": round(d / n, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --rows 100000 --rounds 1",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.rounds = 100_000, 1
+
+    spark = (
+        SparkSession.builder.master(f"local[{args.cores}]")
+        .config("spark.scheduler.mode", "FAIR")  # what PySparkSessionResource sets
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    one_file = ensure_inputs(spark, args.rows, 1)
+    split = ensure_inputs(spark, args.rows, args.cores)
+    fills = measure(spark, split, args.cores, args.rounds, "fills_every_core")
+    print(json.dumps({"row": "fills_every_core", **fills, "cores": args.cores}), flush=True)
+    one = measure(spark, one_file, 1, args.rounds, "one_core_each")
+    print(json.dumps({**one, "cores": args.cores}))
+
+
+if __name__ == "__main__":
+    main()
