@@ -53,7 +53,12 @@ def truth(n: int, incremental: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 5, 1, 0, 7, 2, 3, 0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a cheap run (benchmarks/regression.py): --steps 0 5 1"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.steps = [0, 5, 1]
     spark = (
         SparkSession.builder.master("local[2]")
         .config("spark.ui.enabled", "false")

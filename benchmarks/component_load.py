@@ -57,7 +57,12 @@ def main() -> None:
     """Alternate the two paths `--repeat` times; print the medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="a cheap run (benchmarks/regression.py): --repeat 1"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 1
     python, component = [], []
     for _ in range(args.repeat):
         python.append(sample(False))

@@ -190,7 +190,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --rows 100000 --rounds 1",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.rounds = 100_000, 1
 
     spark = (
         SparkSession.builder.master(f"local[{args.cores}]")

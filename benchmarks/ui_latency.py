@@ -209,7 +209,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=["connect", "classic"])
     parser.add_argument("--keep", action="store_true", help="keep the Dagster homes and logs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a cheap run (benchmarks/regression.py): --modes classic",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.modes = ["classic"]
     result: dict[str, float] = {}
     for mode in args.modes:
         figures = measure(mode, args.keep)

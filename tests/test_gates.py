@@ -93,7 +93,12 @@ def test_every_benchmark_has_a_quick_mode_and_the_baseline_names_real_ones() -> 
     spec = json.loads(BASELINE.read_text())
     assert spec["factor"] >= 1.5  # only a large regression fails
     assert set(spec["benchmarks"]) <= benchmarks
+    gated = {n: e for n, e in spec["benchmarks"].items() if e.get("in_gate", True)}
+    assert gated, "the gate checks at least one benchmark"
     for name, entry in spec["benchmarks"].items():
         assert entry["ratios"], name
-        assert all(isinstance(v, (int, float)) and v > 0 for v in entry["ratios"].values()), name
+        values = entry["ratios"].values()
+        # a gated ratio is recorded; one outside the gate may wait for a quiet machine (null)
+        allowed = (int, float) if name in gated else (int, float, type(None))
+        assert all(isinstance(v, allowed) and (v is None or v > 0) for v in values), name
         assert re.fullmatch(r"[a-z_]+", name)

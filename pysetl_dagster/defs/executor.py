@@ -7,8 +7,8 @@ step (seconds each, and no shared cache), so neither runs Factories in parallel 
 executor chooses per run, from the run's Spark resource (`pyspark`):
 
 - **threads** (the default): the ready steps run on threads of the run process, all on
-  its one SparkSession (classic or Connect), each Factory's Spark jobs in a FAIR scheduler pool named after its
-  asset (`spark/labels.py`), at most `max_concurrent_factories` at once;
+  its one SparkSession (classic or Connect), each Factory's Spark jobs in a FAIR scheduler
+  pool named after its asset (`spark/labels.py`), at most `max_concurrent_factories` at once;
 - **processes** (asked for with `mode: processes`, sensible under Spark Connect only):
   Dagster's multiprocess executor; a step process connects to the server in under a second and
   starts no JVM, but imports the code location again (seconds of CPU per step), so under
@@ -36,10 +36,6 @@ from typing import Any
 
 from dagster import DagsterExecutionInterruptedError, Enum, EnumValue, Field, Int, executor
 from dagster import _check as check
-from dagster._core.definitions.executor_definition import (
-    get_retries_config,
-    get_step_dependency_config_field,
-)
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.api import ExecuteRunWithPlanIterable
@@ -55,8 +51,11 @@ from dagster._core.execution.plan.execute_plan import (
 )
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.execution.plan.plan import ExecutionPlan
-from dagster._core.execution.retries import RetryMode
-from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._core.execution.step_dependency_config import (
+    StepDependencyConfig,
+    get_step_dependency_config_field,
+)
 from dagster._core.executor.base import Executor
 from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.executor.init import InitExecutorContext
