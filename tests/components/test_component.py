@@ -33,10 +33,14 @@ def _summary(defs: dg.Definitions) -> dict[str, Any]:
 
 
 def test_the_example_loaded_through_the_component_equals_the_python_api() -> None:
+    import importlib
+
     import definitions
     from definitions.dg_definitions import defs as component_defs
 
-    today = _summary(definitions.defs)
+    # built now, from the same environment as the component path (an earlier test of the
+    # session may have imported the package under other settings, e.g. another data folder)
+    today = _summary(importlib.reload(definitions).defs)
     through_components = _summary(component_defs())
     assert through_components == today
     # the example is not trivially small: every kind of definition is there
