@@ -21,6 +21,7 @@ from pysetl_dagster import (
     pysetl_pipeline,
 )
 from pysetl_dagster.checks.plan import build_check_plan, evaluate, observed_exprs
+from pysetl_dagster.spark.labels import asset_scope
 from tests.conftest import ROOT
 from tests.fixtures.validation_pipeline import (
     BAD_COUNTS,
@@ -383,13 +384,9 @@ def test_checks_cost_at_most_two_spark_jobs(spark: SparkSession) -> None:
         df = spark.createDataFrame(data, COLUMNS)
         exprs, broken = observed_exprs(plan, df)
         assert len(exprs) == 2  # observed during the write: rows and rows failing any check
-        group = f"checks-cost-{variant}"
-        spark.sparkContext.setJobGroup(group, group)
-        try:
+        with asset_scope(spark, f"checks-cost-{variant}", "p", "asset checks"):
             outcomes = evaluate(plan, df, {"__rows": len(data)}, broken=broken)
-        finally:
-            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-        assert len(tracker.getJobIdsForGroup(group)) <= 2, variant
+        assert len(tracker.getJobIdsForGroup(f"p:checks-cost-{variant}")) <= 2, variant
         assert all(o.passed for o in outcomes) == (variant == "good")
 
 
