@@ -546,6 +546,18 @@ def value_fingerprint(
         if unstable:
             raise Unfingerprintable("; ".join(unstable))
         return _short(f"func:{digest}")
+    if _is_factory(value):
+        # a Factory held as a value (a branch's alternatives): its class's code and its state,
+        # without the random `uuid` PySetl gives every instance (which made the branch's code
+        # version change on every load)
+        digest, unstable = code_fingerprint(type(value))
+        if unstable:
+            raise Unfingerprintable("; ".join(unstable))
+        content = {k: v for k, v in vars(value).items() if k != "uuid" and not _is_handle(v)}
+        return _short(
+            f"factory:{_type_name(value)}:{digest}:"
+            f"{value_fingerprint(content, _depth + 1, options=options)}"
+        )
     state = getattr(value, "__dict__", None)
     if isinstance(state, dict) and state:
         content = {k: v for k, v in state.items() if not _is_handle(v)}
@@ -596,6 +608,13 @@ _HANDLE_MODULES = (
     "logging",
     "concurrent",
 )
+
+
+def _is_factory(value: Any) -> bool:
+    """Whether `value` is a PySetl Factory instance."""
+    from pysetl.workflow import Factory
+
+    return isinstance(value, Factory)
 
 
 def _is_handle(value: Any) -> bool:

@@ -71,6 +71,25 @@ def test_branch_alternatives_must_produce_the_same_type() -> None:
         branch(choose=when_config("x"), then=FullDoubled(), otherwise=Squares(), name="Mixed")
 
 
+def test_a_branch_code_version_is_the_same_on_every_load() -> None:
+    """A branch holds its alternatives as Factory instances, each with a random `uuid`: two
+    loads (here, two builds) must still give its asset one code version, or the UI marks it
+    changed after every reload and its cache never hits. Editing an alternative changes it."""
+    from definitions.retail.pipeline import build_pipeline
+    from definitions.review import build_review
+
+    def version() -> str | None:
+        review = build_review(pysetl_pipeline(build_pipeline(), name="retail"))
+        key = dg.AssetKey("category_revenue")
+        (asset,) = [
+            a for a in review.assets if isinstance(a, dg.AssetsDefinition) and key in a.keys
+        ]
+        return asset.code_versions_by_key[key]
+
+    first = version()
+    assert first is not None and first == version()
+
+
 def test_ab_variants_side_by_side_or_one_by_flag(resources: dict[str, Any], tmp_path: Path) -> None:
     pipeline = pysetl_pipeline(build_ab_pipeline(), name="ab")
     a, b = dg.AssetKey("pricing_a"), dg.AssetKey("pricing_b")
