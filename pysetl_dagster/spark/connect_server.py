@@ -342,10 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0)
     args = parser.parse_args(argv)
     stop = False
+    serving = False
 
     def _on_signal(signum: int, frame: object) -> None:
         nonlocal stop
         stop = True
+        if not serving:  # still starting: abort the start (it stops the JVM it began)
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -360,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConnectServerError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 0
+    serving = True
     print(server.url, flush=True)
     try:
         while not stop and server.running:
