@@ -252,7 +252,10 @@ def main() -> None:
                 bare, _ = run_dagster(data, Path(tmp, f"bare_{round_}"), instance, observe=False)
                 dagster, ids = run_dagster(data, Path(tmp, f"dagster_{round_}"), instance)
                 app_ids |= ids
-                jvms.add(java_children())
+                # the benchmark's own Connect server is this process's child, not the run's
+                jvms.add(
+                    java_children(frozenset({side.server.process.pid}) if side else frozenset())
+                )
                 connect, connect_jvm = (
                     side.run(Path(tmp, f"connect_{round_}")) if side else (float("nan"), 0)
                 )

@@ -162,8 +162,12 @@ def connect_plan_metrics(execution_info: Any) -> dict[str, int]:
 
 def connect_url(spark: Any) -> str | None:
     """The `sc://host:port` a Connect session talks to (None for a classic session)."""
-    builder = getattr(getattr(spark, "client", None), "_builder", None)
-    url = getattr(builder, "url", None)
+    if not is_connect_session(spark):  # a classic session's `client` raises, not None
+        return None
+    try:
+        url = spark.client._builder.url
+    except Exception:
+        return None
     if url is None:
         return None
     return f"sc://{url.hostname}:{url.port}" if url.port else f"sc://{url.hostname}"

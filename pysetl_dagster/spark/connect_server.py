@@ -181,7 +181,8 @@ def start_connect_server(
         port: The gRPC port; ``None`` picks a free one.
         host: The address to bind; loopback by default, so the server is not exposed.
         driver_memory: The server JVM's heap (``--driver-memory``), e.g. ``"2g"``.
-        conf: More Spark properties for the server (``--conf key=value``).
+        conf: More Spark properties for the server (``--conf key=value``; they win over the
+            defaults: no UI, log level WARN).
         timeout_s: How long to wait for the server to accept a session.
         check_session: Open (and close) one Connect session before returning, so the server
             is known to serve, not only to listen. Imports the Connect client.
@@ -230,6 +231,8 @@ def start_connect_server(
         f"spark.connect.grpc.binding.port={port}",
         "--conf",
         "spark.ui.enabled=false",
+        "--conf",
+        "spark.log.level=WARN",  # the log keeps warnings and errors, not each request
         "--conf",
         f"spark.sql.warehouse.dir={folder / 'spark-warehouse'}",
     ]
@@ -359,10 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     stop = False
+    serving = False
 
     def _on_signal(signum: int, frame: object) -> None:
         nonlocal stop
         stop = True
+        if not serving:  # still starting: abort the start (it stops the JVM it began)
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -377,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConnectServerError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 0
+    serving = True
     print(server.url, flush=True)
     try:
         while not stop and server.running and _alive(args.parent_pid):
