@@ -152,6 +152,8 @@ def test_ui_materializes_the_pipeline(dagster_dev: DagsterGraphQLClient) -> None
     # scripts/dev pointed the profile's session at its Connect server: the run used it
     url = (DEV_DIRS["home"] / "connect-server" / "url").read_text().strip()
     assert url.startswith("sc://127.0.0.1:")
+    # the server's warm-up (a small workload before the first click) ran without error
+    assert not (DEV_DIRS["home"] / "connect-server" / "warm-up-error.txt").exists()
     events = dagster_dev._execute(ENGINE_MESSAGES, {"runId": run_id})["logsForRun"]["events"]
     assert any("a Spark Connect session" in str(e.get("message")) for e in events), [
         e.get("message") for e in events if e["__typename"] == "EngineEvent"
