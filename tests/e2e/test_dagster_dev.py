@@ -462,6 +462,7 @@ def test_branching_sensor_decision_is_visible_in_the_tick_history(
         assert tags["pysetl/condition.category_revenue"].startswith(
             "false: when_config('incremental'): sensor flag incremental is None"
         )
+        _look_at_the_decision_in_a_browser(dagster_dev, run_id)
     finally:  # the decision is what is under test, not the run: stop both
         dagster_dev._execute(TERMINATE, {"runId": run_id})
         state_id = dagster_dev._execute(
@@ -470,6 +471,36 @@ def test_branching_sensor_decision_is_visible_in_the_tick_history(
             {"selector": selector},
         )["sensorOrError"]["sensorState"]["id"]
         dagster_dev._execute(STOP_SENSOR, {"id": state_id})
+
+
+def _look_at_the_decision_in_a_browser(client: DagsterGraphQLClient, run_id: str) -> None:
+    """What an operator sees in the UI (Debian's Chromium through Playwright): the sensor's
+    tick history lists the tick and the run it requested, and that run's page shows the
+    decision tags."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{client._port_number}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            page.set_default_timeout(60_000)
+            skip = page.get_by_role("button", name="Skip")  # Dagster's one-time dialog
+            page.add_locator_handler(skip, lambda locator: locator.click())
+            page.goto(f"{url}/locations/definitions/sensors/review_branching")
+            expect(page.get_by_text("review_branching").first).to_be_visible()
+            # the tick history links the run the tick requested (by its id's first characters)
+            expect(page.get_by_text(run_id[:8]).first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "sensor-tick-history.png"))
+            page.goto(f"{url}/runs/{run_id}")
+            expect(page.get_by_text("pysetl/branch_taken").first).to_be_visible()
+            expect(page.get_by_text("CategoryRevenue -> AllCategoryRevenue").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "sensor-run-decision.png"))
+        finally:
+            browser.close()
 
 
 def test_ctrl_c_stops_dagster_dev_and_the_connect_server(dagster_dev: DagsterGraphQLClient) -> None:
