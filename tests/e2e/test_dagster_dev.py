@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,7 +56,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
     # checkout's environment
     shutil.copytree(ROOT / "scripts", project / "scripts")
     shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
-    (project / ".venv").symlink_to(Path(sys.executable).resolve().parent.parent)
+    (project / ".venv").symlink_to(sys.prefix)  # this test session's virtualenv
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -64,6 +65,8 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
         # the copied project first, then this checkout's library (not only the installed one)
         "PYTHONPATH": os.pathsep.join([str(project), str(ROOT)]),
         "PYSPARK_PYTHON": sys.executable,
+        # the copy's .venv is this session's: scripts/dev must not install into it
+        "PYSETL_DAGSTER_VENV_READY": "1",
     }
     DEV_DIRS.update(inbox=tmp / "retail_inbox", log=tmp / "dagster_dev.log", home=home)
     log = open(tmp / "dagster_dev.log", "w")  # noqa: SIM115
@@ -491,13 +494,21 @@ def _look_at_the_decision_in_a_browser(client: DagsterGraphQLClient, run_id: str
             skip = page.get_by_role("button", name="Skip")  # Dagster's one-time dialog
             page.add_locator_handler(skip, lambda locator: locator.click())
             page.goto(f"{url}/locations/definitions/sensors/review_branching")
-            expect(page.get_by_text("review_branching").first).to_be_visible()
+            expect(page.get_by_text("review_branching").first).to_be_visible(timeout=60_000)
             # the tick history links the run the tick requested (by its id's first characters)
-            expect(page.get_by_text(run_id[:8]).first).to_be_visible()
+            expect(page.get_by_text(run_id[:8]).first).to_be_visible(timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "sensor-tick-history.png"))
             page.goto(f"{url}/runs/{run_id}")
-            expect(page.get_by_text("pysetl/branch_taken").first).to_be_visible()
-            expect(page.get_by_text("CategoryRevenue -> AllCategoryRevenue").first).to_be_visible()
+            expect(page.get_by_text(run_id[:8]).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "sensor-run-page.png"))
+            # the run's header shows a few tags; all of them are behind "View tags and config"
+            more = page.get_by_role("button", name=re.compile(r"tags", re.IGNORECASE))
+            if not page.get_by_text("pysetl/branch_taken").first.is_visible() and more.count():
+                more.first.click()
+            expect(page.get_by_text("pysetl/branch_taken").first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("pysetl/condition.large_order_alerts").first).to_be_visible(
+                timeout=60_000
+            )
             page.screenshot(path=str(ARTIFACTS / "sensor-run-decision.png"))
         finally:
             browser.close()

@@ -130,6 +130,7 @@ cluster:
   extends: prod
   spark:
     master: "{spark_cluster.master_url}"
+    remote: null  # a classic session on this cluster (prod's Connect server is compose's)
     config:
       spark.driver.host: "127.0.0.1"
       spark.driver.bindAddress: "127.0.0.1"
