@@ -12,7 +12,8 @@ the decision from those tags instead of evaluating the condition again.
 
 Why decisions are cheap:
 
-- config conditions read the sensor's `flags` (values, `EnvVar`s or callables) or the run
+- config conditions read the sensor's `flags` (values, `EnvVar`s or callables), the profile's
+  `flags` section (per environment, through `build_definitions(profile=...)`) or the run
   tags `pysetl/<flag>` it sets, else the Factory's `Config` default;
 - data conditions read the upstream's stored version's manifest: the aggregate of every
   `when_data` condition (and the aggregates a Factory declares in `recorded_aggregates`) is
@@ -733,7 +734,9 @@ class BranchingSensor:
         started = time.perf_counter()
         cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
         partition = self.partition_key(context) if self.partition_key is not None else None
-        values = {k: resolve_flag(v) for k, v in self.flags.items()}
+        # the profile's flags (set by build_definitions), then the sensor's own tags and flags
+        declared = {**dict(getattr(self.pipeline, "profile_flags", None) or {}), **self.flags}
+        values = {k: resolve_flag(v) for k, v in declared.items()}
         counts: dict[str, int] = cursor.get("ab", {})
         ab_reasons = self._assign(values, counts, partition)
         env = TickEnv(self.pipeline, context, values, partition, self.io_manager_key)

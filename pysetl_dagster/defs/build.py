@@ -163,6 +163,9 @@ def build_definitions(
             **profile.build_resources(),
         }
     all_resources.update(resources or {})
+    if profile is not None:  # what the branching sensors decide config flags with
+        for p in pipelines:
+            p.profile_flags = profile.flag_values()
     # A pipeline built with another io_manager_key gets the same storage under that key
     # (unless the caller gave one): every key the assets require is provided.
     for storage_key in sorted({p.io_manager_key for p in pipelines} - set(all_resources)):

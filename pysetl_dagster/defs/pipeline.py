@@ -87,6 +87,9 @@ class PySetlPipelineDefinitions:
     factory_config: Mapping[type[Factory[Any]], Mapping[str, Any]] | None = None
     io_manager_key: str = "io_manager"
     """The resource key of the storage the pipeline's outputs go through."""
+    profile_flags: dict[str, Any] = field(default_factory=dict)
+    """Config flag -> value or `EnvVar`, from the profile `build_definitions` was given: what
+    the pipeline's branching sensors decide with when their own flags and tags say nothing."""
     signatures: dict[AssetKey, tuple[Any, ...]] = field(default_factory=dict)
     """Asset key -> what defines that Factory asset (see `defs.assets.asset_signature`):
     `build_definitions` keeps one asset per key when two pipelines define it the same way."""

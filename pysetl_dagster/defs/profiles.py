@@ -159,6 +159,17 @@ class Profile(_Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     validation: Literal["schema_only", "data_only", "schema_and_data"] = "schema_and_data"
     """Default depth of pandera asset checks (a Factory's `Validation(depth=...)` overrides)."""
+    flags: dict[str, ConfigValue | EnvRef] = Field(default_factory=dict)
+    """Values of config flags (`when_config(name)`) the pipelines' branching sensors decide
+    with, per environment: a value or `{env: NAME}` (read where the daemon runs). A sensor's
+    own `flags` or `pysetl/<flag>` tags override them."""
+
+    def flag_values(self) -> dict[str, Any]:
+        """The profile's flags as a branching sensor takes them (`{env: NAME}` -> `EnvVar`)."""
+        return {
+            name: value.to_env_var() if isinstance(value, EnvRef) else value
+            for name, value in self.flags.items()
+        }
 
     @property
     def schedule_status(self) -> DefaultScheduleStatus:

@@ -19,7 +19,13 @@ import dagster as dg
 import pytest
 from pyspark.sql import SparkSession
 
-from pysetl_dagster import PySetlDefinitionError, PySparkSessionResource, pysetl_pipeline
+from pysetl_dagster import (
+    PySetlDefinitionError,
+    PySparkSessionResource,
+    build_definitions,
+    load_profile,
+    pysetl_pipeline,
+)
 from pysetl_dagster.automation.branching import alternate, hash_of_partition, ratio
 from pysetl_dagster.automation.conditions import ConditionInputs, when_external
 from tests.fixtures.branching_location import build
@@ -122,6 +128,27 @@ def test_a_run_the_sensor_decided_takes_the_decision_instead_of_evaluating_again
         assert str(taken).startswith(
             "IncrementalDoubled (decided by sensor decided_branch_branching before the run"
         )
+
+
+def test_profile_flags_decide_config_conditions_unless_the_sensor_says_otherwise(
+    resources: dict[str, Any], tmp_path: Path
+) -> None:
+    """A profile's `flags` section is what a branching sensor decides `when_config` with, per
+    environment; the sensor's own `flags` win over it."""
+    profile_file = tmp_path / "profiles.yaml"
+    profile_file.write_text("base: {}\ndev:\n  flags:\n    incremental: true\n")
+    profile = load_profile(profile_file, "dev")
+    assert profile.flag_values() == {"incremental": True}
+    pipeline = pysetl_pipeline(build_branch_pipeline(), name="flagged")
+    pipeline.branch_sensor(name="by_profile")
+    pipeline.branch_sensor(name="by_sensor", flags={"incremental": False})
+    defs = build_definitions(pipeline, profile=profile, resources=resources)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert dg.materialize(pipeline.assets, resources=resources, instance=instance).success
+        for name, holds in (("by_profile", "true"), ("by_sensor", "false")):
+            (request,) = _tick(defs, name, instance).run_requests
+            decision = request.tags["pysetl/condition.doubled_branch"]
+            assert decision.startswith(f"{holds}: when_config('incremental')"), (name, decision)
 
 
 class _Decisions(BaseHTTPRequestHandler):
