@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
+sys.path.insert(0, str(ROOT))
+
+# the browser and its flags are the browser test's: one place says how Chromium runs here
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 RUNS = """
 query { runsOrError(filter: {pipelineName: "retail_assets"}) {
