@@ -34,6 +34,7 @@ FACTORIES = {
     "collect_midway": 1,
     "config_global_functions": 1,
     "configparser_top": 1,
+    "databricks_export": 4,
     "dynamic_overwrite": 3,
     "etl_functions": 3,
     "fixed_config_file": 3,
@@ -57,6 +58,7 @@ FACTORIES = {
     "partitioned_write": 3,
     "rdd_wordcount": 3,
     "reassign_chain": 7,
+    "run_job": 1,
     "script_dir_paths": 3,
     "sql_temp_views": 3,
     "sqlcontext_legacy": 1,
@@ -65,6 +67,7 @@ FACTORIES = {
     "sysargv_index": 2,
     "sysargv_script": 3,
     "udf_categories": 4,
+    "udf_plain_function": 1,
     "udf_register_sql": 3,
     "warehouse_tables": 3,
     "window_ranking": 5,
@@ -77,7 +80,7 @@ REPORTED = {
     "notebook_show_only": "no sink",
     "job_module_only": "no entry point",
 }
-MODULES = {"__init__", "orders_summary", "customer_countries"}  # driver_project/jobs
+MODULES = {"__init__", "orders_summary", "customer_countries", "session"}  # imported
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,8 @@ def test_whole_corpus_migrates_and_reported_files_fail_the_command(
     summary = (out / "SUMMARY.md").read_text()
     assert summary.count("not verified (run with --verify)") == len(MIGRATABLE), summary
     assert summary.count("| not migrated: ") == len(REPORTED), summary
-    assert summary.count("not migrated on its own") == len(MODULES), summary
+    modules = [p for p in CORPUS.rglob("*.py") if p.stem in MODULES]  # two __init__.py
+    assert summary.count("not migrated on its own") == len(modules), summary
 
 
 @pytest.mark.parametrize("name", MIGRATABLE)

@@ -29,7 +29,10 @@ VERIFIED = [
     "dynamic_overwrite",  # partitionOverwriteMode=dynamic: no _SUCCESS
     "hive_tables",  # enableHiveSupport + saveAsTable into a database of the local warehouse
     "pandas_csv_sink",  # toPandas().to_csv
+    "udf_plain_function",  # a module-level function made a UDF in main(): workers need it
+    "databricks_export",  # a Databricks `.py` export: the cluster's `spark`, a %sql cell
 ]
+PROJECTS = {"driver_project": "main", "shipped_files_project": "run_job"}  # folder: entry
 
 
 def _cli(*argv: str) -> tuple[int, str]:
@@ -54,13 +57,14 @@ def _link_folder(folder: Path, names: list[str]) -> Path:
 def verified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
     tmp = tmp_path_factory.mktemp("verified")
     source = _link_folder(tmp / "scripts", VERIFIED)
-    (source / "driver_project").symlink_to(CORPUS / "driver_project", target_is_directory=True)
+    for project in PROJECTS:
+        (source / project).symlink_to(CORPUS / project, target_is_directory=True)
     out = tmp / "out"
     code, printed = _cli(str(source), "--out", str(out), "--verify", "--parallel", "4")
     return out, code, printed
 
 
-@pytest.mark.parametrize("name", [*VERIFIED, "main"])
+@pytest.mark.parametrize("name", [*VERIFIED, *PROJECTS.values()])
 def test_each_script_verifies_equal_as_a_user_runs_it(
     verified: tuple[Path, int, str], name: str
 ) -> None:
@@ -73,8 +77,10 @@ def test_the_folder_verifies_and_exits_zero(verified: tuple[Path, int, str]) -> 
     out, code, printed = verified
     summary = (out / "SUMMARY.md").read_text()
     assert code == 0, printed + summary
-    # the driver's job modules are migrated with it, not reported as scripts
+    # the driver's job modules are migrated with it, not reported as scripts; so are a
+    # package's modules (its `__init__.py` too) that an entry point imports
     assert summary.count("not migrated on its own: a module main.py imports") == 3, summary
+    assert summary.count("not migrated on its own: a module run_job.py imports") == 2, summary
 
 
 def test_dynamic_overwrite_sink_is_found_without_success_marker(
@@ -112,7 +118,7 @@ def test_importing_generated_packages_runs_nothing(
     a Factory): a fresh interpreter imports every package from an empty folder."""
     out, _, _ = verified
     packages = sorted(p.name for p in out.iterdir() if (p / "definitions.py").exists())
-    assert len(packages) == len(VERIFIED) + 1
+    assert len(packages) == len(VERIFIED) + len(PROJECTS)
     code = (
         "import sys, importlib\n"
         f"sys.path.insert(0, {str(out)!r})\n"
@@ -230,3 +236,81 @@ def test_reports_count_every_construct(tmp_path: Path) -> None:
     assert "| line 8 | global |" in report and "| line 13 | global |" in report
     summary = (out / "SUMMARY.md").read_text()
     assert "| global | 2 |" in summary, summary
+
+
+def test_files_a_helper_ships_reach_the_pipeline(verified: tuple[Path, int, str]) -> None:
+    """`spark.files` set by a helper module's builder (the session exists when the pipeline's
+    Factory calls it): the file is added to the running session, SparkFiles finds it."""
+    out, _, _ = verified
+    report = (out / "reports" / "run_job.md").read_text()
+    assert "**Equal**" in report and "`out/shipped_files_project/big_orders` (" in report, report
+
+
+def test_a_databricks_export_runs_with_the_clusters_session(
+    verified: tuple[Path, int, str],
+) -> None:
+    out, _, _ = verified
+    report = (out / "reports" / "databricks_export.md").read_text()
+    assert "**Equal**" in report, report
+    assert "`%sql` is a Databricks magic cell" in report and "cell 4" in report, report
+    assert "a Databricks notebook: `spark`" in report, report
+
+
+def test_databricks_cells_map_to_their_lines() -> None:
+    from pysetl_dagster.migrate.notebook import databricks_script
+
+    text = (CORPUS / "databricks_export.py").read_text()
+    code, where, notes = databricks_script(text)
+    lines = code.splitlines()
+    assert lines[:2] == [
+        "from pyspark.sql import SparkSession",
+        "spark = SparkSession.builder.getOrCreate()",
+    ]
+    orders = lines.index(
+        'orders = spark.read.csv("data/orders.csv", header=True, inferSchema=True)'
+    )
+    assert where[orders + 1] == "cell 3, line 2"  # the prelude does not shift the report
+    assert [n for n in notes if "%sql" in n] and not [n for n in notes if "%md" in n]
+    # a notebook that builds its own session gets nothing added
+    own = "# Databricks notebook source\nfrom pyspark.sql import SparkSession\n"
+    own += "spark = SparkSession.builder.getOrCreate()\nspark.range(1).show()\n"
+    assert databricks_script(own)[0] == own
+
+
+def test_udfs_reach_workers_by_value_not_by_importing_the_package(tmp_path: Path) -> None:
+    """A worker unpickles a generated module's function without importing the package, so a
+    same-named script in the folder workers start in (the original, which would build a
+    session on the worker) is never imported instead."""
+    out = tmp_path / "out"
+    code, printed = _cli(str(CORPUS / "udf_plain_function.py"), "--out", str(out))
+    assert code == 0, printed
+    pickled = tmp_path / "function.pickle"
+    dump = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(out)!r})\n"
+        "from pyspark import cloudpickle\n"
+        "from udf_plain_function import pipeline\n"
+        f"open({str(pickled)!r}, 'wb').write(cloudpickle.dumps(pipeline.quantity_band))\n"
+    )
+    subprocess.run([sys.executable, "-c", dump], check=True, cwd=tmp_path, timeout=300)
+    worker = tmp_path / "worker"
+    worker.mkdir()
+    (worker / "udf_plain_function.py").write_text("raise SystemExit('imported the script')\n")
+    load = (
+        "import pickle, sys\n"
+        "sys.path.insert(0, '')\n"
+        f"band = pickle.loads(open({str(pickled)!r}, 'rb').read())\n"
+        "print(band(2), band(9), 'udf_plain_function' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", load], cwd=worker, capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.split() == ["few", "many", "False"], result.stderr[-2000:]
+
+
+def test_the_scripts_own_method_names_are_kept(verified: tuple[Path, int, str]) -> None:
+    """Formatting the generated code applies no lint fix that changes a call: the helper's
+    logger has `warn()` and no `warning()`."""
+    out, _, _ = verified
+    code = (out / "run_job" / "pipeline.py").read_text()
+    assert 'log.warn("job started")' in code and "log.warning(" not in code

@@ -45,7 +45,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument(
         "--args",
         default="",
-        help="command line for every script; its pipeline gets it as Config defaults (verify)",
+        help="command line for every script; its pipeline gets it as Config defaults (verify); "
+        "one quoted string, written --args='--flag value' when it starts with a dash",
     )
 
 

@@ -233,8 +233,10 @@ def _header(
         "    script_args,",
         "    script_argv,",
         "    script_file,",
+        "    ship_by_value,",
         ")",
         "",
+        "ship_by_value(__name__)  # UDFs reach Spark's workers by value, as from `__main__`",
         f'ARGS_ENV = "{env}"',
         "# The command line given to the migration (--args): the defaults when $ARGS_ENV is unset.",
         f"SCRIPT_ARGV: list[str] = {list(argv or [])!r}",
@@ -553,6 +555,8 @@ def format_package(directory: Path) -> list[str]:
             check=False,
         )
 
-    ruff_run("check", "--fix", "--extend-select", "F401,I")  # safe fixes only
+    # only these fixes: a default rule's fix may change what the script does (G010 turns a
+    # Log4j wrapper's `log.warn()` into `log.warning()`, which it does not have)
+    ruff_run("check", "--fix", "--extend-select", "F401,I", "--fixable", "F401,I")
     ruff_run("format")
     return [line for line in ruff_run("check").stdout.splitlines() if line.strip()]

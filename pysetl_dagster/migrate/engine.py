@@ -18,7 +18,7 @@ from .analysis import Analysis, MigrationSyntaxError, analyze
 from .checks import Unbound, unbound_names
 from .codegen import args_env_var, format_package, generate, uses_script_file
 from .findings import Finding, scan
-from .notebook import notebook_script
+from .notebook import databricks_script, is_databricks_source, notebook_script
 from .project import Project, has_sink
 from .report import render_report, render_summary
 from .result import FileResult
@@ -65,7 +65,10 @@ def load_source(path: Path) -> tuple[str, dict[int, str], list[str]]:
     """(code, line map, notes): a notebook's code cells joined, or the script itself."""
     if path.suffix == ".ipynb":
         return notebook_script(path)
-    return path.read_text(encoding="utf-8"), {}, []
+    text = path.read_text(encoding="utf-8")
+    if is_databricks_source(text):
+        return databricks_script(text)
+    return text, {}, []
 
 
 def analyse(

@@ -36,3 +36,75 @@ def notebook_script(path: Path) -> tuple[str, dict[int, str], list[str]]:
             where[len(lines)] = f"cell {cell_index}, line {line_no}"
         lines.append("")
     return "\n".join(lines) + "\n", where, notes
+
+
+DATABRICKS_HEADER = "# Databricks notebook source"
+_CELL = "# COMMAND ----------"
+_RUNTIME_NAMES = {
+    # what a Databricks cluster defines before the first cell, as plain PySpark
+    "spark": "spark = SparkSession.builder.getOrCreate()",
+    "sc": "sc = spark.sparkContext",
+}
+
+
+def is_databricks_source(text: str) -> bool:
+    """Whether `text` is a notebook exported from Databricks as a `.py` source file."""
+    return text.lstrip("\ufeff").startswith(DATABRICKS_HEADER)
+
+
+def databricks_script(text: str) -> tuple[str, dict[int, str], list[str]]:
+    """(script text, script line -> "cell N, line M", notes) for a Databricks `.py` export.
+
+    Its cells run on a cluster that has already defined `spark` (and `sc`): the script gets
+    the same names first, from a session of its own (`SparkSession.builder.getOrCreate()`),
+    so it runs under `python` and migrates like a script that builds its session. Cells in
+    another language (`# MAGIC %sql`, `%scala`, `%sh`, `%fs`, `%pip`, `%run`) are comments
+    to Python: each is noted, not run; `%md` cells are documentation."""
+    import ast
+
+    lines = text.splitlines()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text, {}, []  # the syntax error is reported by the analysis
+    bound = {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    bound |= {
+        (a.asname or a.name).split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    }
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    needed = [name for name in _RUNTIME_NAMES if name in read and name not in bound]
+    if "sc" in needed and "spark" not in needed and "spark" not in bound:
+        needed.insert(0, "spark")
+    prelude = ["from pyspark.sql import SparkSession"] if needed else []
+    prelude += [_RUNTIME_NAMES[name] for name in needed]
+    notes = (
+        [
+            "a Databricks notebook: "
+            + ", ".join(f"`{n}`" for n in needed)
+            + " (defined by the cluster) come from `SparkSession.builder.getOrCreate()`, "
+            "the run's session in the pipeline"
+        ]
+        if needed
+        else []
+    )
+    where = {n: "the cluster's names, before cell 1" for n in range(1, len(prelude) + 1)}
+    cell, line_in_cell = 1, 0
+    for number, line in enumerate(lines, start=1):
+        if line.strip() == _CELL:
+            cell, line_in_cell = cell + 1, 0
+            continue
+        line_in_cell += 1
+        where[number + len(prelude)] = f"cell {cell}, line {line_in_cell}"
+        magic = line.strip()[len("# MAGIC ") :].strip() if line.startswith("# MAGIC %") else ""
+        if magic and not magic.startswith("%md"):
+            notes.append(
+                f"cell {cell}: `{magic}` is a Databricks magic cell (a comment to Python): "
+                "not run by the script nor the pipeline; rewrite it in Python (`spark.sql(...)` "
+                "for SQL) to keep it"
+            )
+    return "\n".join([*prelude, *lines]) + "\n", where, notes

@@ -55,6 +55,8 @@ def imported_names(tree: ast.Module) -> tuple[set[str], set[str]]:
                 prefixes.add(str(arg.left.value))
             else:
                 prefixes.add("")  # any module of the project
+    # importing `helpers.session` imports the package `helpers` (its `__init__.py`) first
+    static |= {".".join(m.split(".")[:k]) for m in static for k in range(1, m.count(".") + 1)}
     return static, prefixes
 
 

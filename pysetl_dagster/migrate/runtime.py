@@ -24,6 +24,18 @@ def active_spark() -> SparkSession:
     return session if session is not None else SparkSession.builder.getOrCreate()
 
 
+def ship_by_value(module: str) -> None:
+    """Spark's Python workers get the functions of `module` (a generated pipeline: the
+    script's UDFs, lambdas and helpers) by value, as `python script.py` ships those of
+    `__main__`: a worker never imports the generated package, so it needs it on no executor
+    and never finds a same-named module instead (the original script, in the folder the
+    workers start in, whose import would build a session on a worker)."""
+    from pyspark import cloudpickle
+
+    register: Callable[[Any], None] = cloudpickle.register_pickle_by_value
+    register(sys.modules[module])
+
+
 class ActiveSpark:
     """Stands in for a script's module-level `spark = SparkSession.builder...getOrCreate()`:
     helpers that use the global keep working, and nothing starts at import time."""
@@ -172,6 +184,9 @@ def script_run(script: str, argv: list[str]) -> Iterator[None]:
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [script, *argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    builder = SparkSession.Builder
+    saved_get = builder.getOrCreate
+    builder.getOrCreate = _carrying_files(saved_get)  # type: ignore[method-assign]
     try:
         yield
     except SystemExit as exc:
@@ -181,8 +196,37 @@ def script_run(script: str, argv: list[str]) -> Iterator[None]:
                 f"line {argv!r}: fix the Factory's Config (argv) in the Launchpad or run config"
             ) from None
     finally:
+        builder.getOrCreate = saved_get  # type: ignore[method-assign]
         sys.argv = saved_argv
         sys.path[:] = saved_path
+
+
+FILE_OPTIONS = ("spark.files", "spark.submit.pyFiles")
+"""Builder options Spark reads only when it starts a session: the files shipped with the job
+(`SparkFiles.get()` finds them) and Python files put on the path."""
+
+
+def _carrying_files(get_or_create: Callable[..., SparkSession]) -> Callable[..., SparkSession]:
+    """`getOrCreate` of a script's own builder (or a helper's) inside the run: the run's
+    session already exists, so Spark keeps only the builder's runtime SQL settings and would
+    ignore the files the script ships (`.config("spark.files", ...)`, a `start_spark(files=)`
+    helper): they are added to the running session, as `python script.py` would have them."""
+
+    def get(self: Any) -> SparkSession:
+        session = get_or_create(self)
+        options = getattr(self, "_options", {})
+        context = getattr(session, "_sc", None)  # None under Spark Connect
+        for key in FILE_OPTIONS:
+            for path in str(options.get(key) or "").split(","):
+                if path.strip() and context is not None:
+                    add = context.addPyFile if key == "spark.submit.pyFiles" else context.addFile
+                    try:
+                        add(path.strip())
+                    except Exception as exc:  # already added, or missing: as a real start does
+                        print(f"pysetl-dagster migrate: {key} {path.strip()!r} not added: {exc}")
+        return session
+
+    return get
 
 
 def display(*values: Any, **_: Any) -> None:

@@ -108,6 +108,13 @@ def _environment(workdir: Path) -> dict[str, str]:
     return env
 
 
+def _text(script: Path) -> str:
+    try:
+        return script.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def _dagster() -> list[str]:
     beside = Path(sys.executable).parent / "dagster"
     return [str(beside)] if beside.exists() else [sys.executable, "-m", "dagster"]
@@ -127,7 +134,9 @@ def _commands(item: VerifyItem, workdir: Path, env: dict[str, str]) -> list[dict
         side_env["DAGSTER_HOME"] = str(home)
         if side == "original":
             script = item.script
-            if script.suffix == ".ipynb":  # its code cells, magics commented out
+            if script.suffix == ".ipynb" or item.code != _text(script):
+                # a notebook: its code cells, magics commented out (a Databricks export: with
+                # the `spark` its cluster would define)
                 script = workdir / item.name / f"{item.name}_notebook.py"
                 script.write_text(item.code, encoding="utf-8")
                 side_env["PYTHONPATH"] += os.pathsep + str(item.script.parent)
@@ -221,10 +230,28 @@ def _tail(log: str, lines: int = 12) -> str:
         for ln in log.splitlines()
         if ln.strip() and " WARN " not in ln and " INFO " not in ln and "log4j" not in ln
     ]
-    errors = [i for i, ln in enumerate(kept) if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+    causes = [i for i, ln in enumerate(kept) if ln.strip().startswith(_CAUSE_MARKERS)]
+    if causes:  # Dagster wraps the step's exception: show the script's own
+        kept = kept[causes[0] + 1 :]
+    errors = [i for i, ln in enumerate(kept) if re.match(r"^\s*[\w.]*(Error|Exception)\b", ln)]
     if errors:  # the first exception raised is the cause; later ones are the unwinding
-        kept = kept[: errors[0] + 1]
+        first = errors[0]
+        block = [kept[first]]
+        for ln in kept[first + 1 : first + 60]:  # its message (a worker's own traceback)
+            if ln.startswith(("Stack Trace", "\tat ", "    at ")) or ln.strip().startswith("at "):
+                break
+            block.append(ln)
+        message = block[:1] + [ln for ln in block[1:] if not ln.strip().startswith("File ")][-4:]
+        trace = kept[first + len(block) :]
+        frames = [ln for ln in trace if ln.startswith("  ")][-4:]  # where it was raised, code
+        kept = kept[max(0, first - lines) : first] + message + frames
     return "\n".join(kept[-lines:])[-1500:]
+
+
+_CAUSE_MARKERS = (
+    "The above exception was caused by the following exception",
+    "The above exception was the direct cause",
+)
 
 
 def _side_dir(workdir: Path, item: VerifyItem, side: str) -> Path:

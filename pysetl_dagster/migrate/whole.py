@@ -471,6 +471,7 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
         "from pysetl_dagster.migrate.runtime import active_spark as _active_spark",
         "from pysetl_dagster.migrate.runtime import script_file as _script_file",
         "from pysetl_dagster.migrate.runtime import script_run as _script_run",
+        "from pysetl_dagster.migrate.runtime import ship_by_value as _ship_by_value",
         *(
             ["from pysetl_dagster.migrate.runtime import display  # what Jupyter provides"]
             if _uses_display(analysis)
@@ -479,6 +480,7 @@ def generate_whole(analysis: Analysis, package_dir: Path | None, argv: list[str]
         "",
         "# Generated names start with `_`: the script's own names (say `Pipeline` from",
         "# pyspark.ml) never clash with them.",
+        "_ship_by_value(__name__)  # UDFs reach Spark's workers by value, as from `__main__`",
         f"_SPARK_CONFIG: dict[str, str] = {dict(sorted(plan.spark_config.items()))!r}",
         "# The original script: its folder holds the modules it imports.",
         "_" + script_file_line(analysis.path, package_dir).replace("script_file(", "_script_file("),
