@@ -138,8 +138,10 @@ def test_generated_code_passes_ruff(migrated: tuple[Path, int, str], name: str) 
     out, _, _ = migrated
     ruff = ruff_executable()
     assert ruff is not None
+    # G010 (`log.warn`) is the script's own call on its own logger class, kept as written:
+    # its "fix" would call a method that class does not have (run_job)
     result = subprocess.run(
-        [ruff, "check", "--isolated", "--no-cache", str(out / name)],
+        [ruff, "check", "--isolated", "--no-cache", "--extend-ignore", "G010", str(out / name)],
         capture_output=True,
         text=True,
         cwd=out,

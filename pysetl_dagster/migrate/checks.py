@@ -220,3 +220,28 @@ def _reads_then_binds(stmt: ast.stmt, bound: set[str]) -> list[tuple[str, int]]:
 
     visit(stmt)
     return reads
+
+
+def raw_argv_reads(code: str, filename: str = "pipeline.py") -> list[Unbound]:
+    """`sys.argv` reads of a generated split outside the script's own argument handling (the
+    `script_settings()` run on the Config's command line, a `with script_argv(...)` block):
+    in a Factory they would read the Dagster process's command line, not the script's."""
+    tree = ast.parse(code, filename)
+    safe: set[int] = set()
+    for node in ast.walk(tree):
+        handled = isinstance(node, ast.FunctionDef) and node.name == "script_settings"
+        if isinstance(node, ast.With):
+            handled = any("script_argv" in ast.unparse(item.context_expr) for item in node.items)
+        if handled:
+            safe |= {id(inner) for inner in ast.walk(node)}
+    return [
+        Unbound(
+            node.lineno,
+            "sys.argv",
+            "there it is the Dagster process's command line, not the script's",
+        )
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and ast.unparse(node) == "sys.argv"
+        and id(node) not in safe
+    ]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .analysis import Analysis, MigrationSyntaxError, analyze
-from .checks import Unbound, unbound_names
+from .checks import Unbound, raw_argv_reads, unbound_names
 from .codegen import args_env_var, format_package, generate, uses_script_file
 from .findings import Finding, scan
 from .notebook import databricks_script, is_databricks_source, notebook_script
@@ -182,6 +182,14 @@ def _why_whole(analysis: Analysis, tree: object, local_modules: list[str]) -> st
     for node in ast.walk(tree):
         if isinstance(node, ast.Global):
             return f"line {node.lineno}: `global` rebinds module names from a function"
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            argv = next((n for n in ast.walk(node) if ast.unparse(n) == "sys.argv"), None)
+            if argv is not None:
+                return (
+                    f"line {getattr(argv, 'lineno', node.lineno)}: `{node.name}()` reads "
+                    "`sys.argv` when it is called (split into Factories, it would read the "
+                    "Dagster process's command line)"
+                )
         if isinstance(node, ast.Call):
             func = ast.unparse(node.func)
             if func.endswith(("import_module", "__import__")):
@@ -291,6 +299,8 @@ def render(result: FileResult, scratch: Path, out: Path | None = None) -> None:
         first = unbound[0]
         result.go_whole(
             f"the split left `{first.name}` unbound in the generated code ({first.why})"
+            if first.name != "sys.argv"
+            else f"the split reads `sys.argv` in a Factory ({first.why})"
         )
         assert result.code
         import ast
@@ -335,6 +345,8 @@ def _render_package(
             result.files[f"{result.name}/{file.name}"] = text
             if file.name == "pipeline.py":
                 unbound = unbound_names(text, str(file))
+                if not whole:
+                    unbound += raw_argv_reads(text, str(file))
     return unbound
 
 
