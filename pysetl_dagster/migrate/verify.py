@@ -33,15 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .jvm import verify_submit_args
 from .verify_hooks import SITECUSTOMIZE
 
-SPARK_DEFAULTS = {
-    # Defaults only: a script's own builder settings win. Small inputs, quick start-up.
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-}
 WAREHOUSE = "spark-warehouse"
 
 
@@ -93,16 +87,12 @@ def _environment(workdir: Path) -> dict[str, str]:
     hooks = workdir / "_hooks"
     hooks.mkdir(parents=True, exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    conf = workdir / "_spark_conf"
-    conf.mkdir(exist_ok=True)
-    (conf / "spark-defaults.conf").write_text(
-        "".join(f"{k} {v}\n" for k, v in SPARK_DEFAULTS.items()), encoding="utf-8"
-    )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(hooks), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     )
-    env["SPARK_CONF_DIR"] = str(conf)
+    # Spark defaults for small inputs and a fast-starting JVM (jvm.py), the user's own last
+    env["PYSPARK_SUBMIT_ARGS"] = verify_submit_args(os.environ.get("PYSPARK_SUBMIT_ARGS"))
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env["PYTHONUNBUFFERED"] = "1"
     return env
