@@ -8,7 +8,9 @@ wall time; `cpu_s` is this process's CPU time over the same span, steadier than 
 shared machine (other work slows the wall clock but not, mostly, the CPU seconds we use).
 
 `--dagster-only` also times Dagster alone on the same shape (bare assets, one job), the floor
-no translation can go under. `--import` first measures, in fresh interpreters, `from
+no translation can go under: once with `multi_asset` (`dagster_only_factories`) and once with
+each asset built directly from `OpDefinition` + `AssetsDefinition` (`dagster_direct_factories`),
+as pysetl-dagster builds its Factory assets. `--import` first measures, in fresh interpreters, `from
 pysetl_dagster import build_definitions, pysetl_pipeline` against the floor of the two
 libraries it cannot do without (`import pysetl, dagster`), and lists the optional libraries
 it loaded (should be none).
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,59 @@ def dagster_only_seconds(n_factories: int, n_stages: int = 10) -> tuple[float, f
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
+def _bare_compute(context: AssetExecutionContext, inputs: dict[str, Any]) -> Iterator[Any]:
+    yield dg.Output(None)
+
+
+# this module's annotations are strings, which Dagster's context check does not read
+_bare_compute.__annotations__ = {"context": AssetExecutionContext, "inputs": dict, "return": Any}
+
+
+def dagster_direct_seconds(n_factories: int, n_stages: int = 10) -> tuple[float, float]:
+    """Dagster alone on the same shape as `dagster_only_seconds`, each asset built without the
+    decorator (`OpDefinition` + `AssetsDefinition`, Dagster's public constructors), the way
+    pysetl-dagster builds its Factory assets: what is left of the floor without
+    `multi_asset`'s reading back of each function."""
+    per_stage = max(1, n_factories // n_stages)
+    tag = f"direct_{n_factories}_{time.monotonic_ns()}"
+    start, start_cpu = time.perf_counter(), time.process_time()
+    assets = []
+    for i in range(n_factories):
+        stage_index, position = divmod(i, per_stage)
+        keys_by_input_name = {}
+        if stage_index > 0:
+            previous = (stage_index - 1) * per_stage + position
+            for upstream in range(previous, previous + (2 if position + 1 < per_stage else 1)):
+                keys_by_input_name[f"in_{tag}_{upstream}"] = dg.AssetKey(f"{tag}_{upstream}")
+        name = f"{tag}_{i}"
+        op = dg.OpDefinition(
+            compute_fn=_bare_compute,
+            name=name,
+            ins={input_name: dg.In() for input_name in keys_by_input_name},
+            outs={name: dg.Out(is_required=False, code_version="0")},
+            required_resource_keys={"pyspark", "io_manager"},
+        )
+        spec = dg.AssetSpec(
+            name, deps=list(keys_by_input_name.values()), code_version="0", group_name=tag
+        )
+        assets.append(
+            dg.AssetsDefinition(
+                keys_by_input_name=keys_by_input_name,
+                keys_by_output_name={name: spec.key},
+                node_def=op,
+                can_subset=True,
+                specs=[spec],
+            )
+        )
+    job = dg.define_asset_job(f"{tag}_assets", selection=dg.AssetSelection.groups(tag))
+    resources = {"pyspark": dg.ResourceDefinition.none_resource(), "io_manager": dg.mem_io_manager}
+    defs = dg.Definitions(assets=assets, jobs=[job], resources=resources)
+    dg.Definitions.validate_loadable(defs)
+    defs.resolve_asset_graph()
+    defs.resolve_all_job_defs()
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
 #: Libraries only some users need: importing the definition API must not load them.
 OPTIONAL = ("pandera", "dagster_pandera", "polars", "pandas", "libcst", "nbformat", "rich",
             "prometheus_client", "pysetl_dagster.migrate", "pyspark.sql.connect")  # fmt: skip
@@ -212,6 +267,7 @@ def main() -> None:
     load_seconds(10)  # warm imports and caches the first call pays
     if args.dagster_only:
         dagster_only_seconds(10)
+        dagster_direct_seconds(10)
     for size in args.sizes:
         runs = [load_seconds(size) for _ in range(args.repeat)]
         times = [wall for wall, _ in runs]
@@ -224,6 +280,10 @@ def main() -> None:
             bare_cpu = round(statistics.median(c for _, c in bare), 3)
             print(json.dumps({"dagster_only_factories": size, "load_s": bare_wall,
                               "cpu_s": bare_cpu}))  # fmt: skip
+            direct = [dagster_direct_seconds(size) for _ in range(args.repeat)]
+            print(json.dumps({"dagster_direct_factories": size,
+                              "load_s": round(statistics.median(w for w, _ in direct), 3),
+                              "cpu_s": round(statistics.median(c for _, c in direct), 3)}))  # fmt: skip
 
 
 if __name__ == "__main__":
