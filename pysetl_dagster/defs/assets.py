@@ -3,7 +3,9 @@
 Each Factory asset loads its upstream Factories' outputs through the IO manager (so any subset
 can run: what is not selected is read from storage) and runs `factory_step` (the step Stage ops
 run too). Its pandera checks are asset checks of the same definition (`can_subset`: a check can
-run alone, against the stored output).
+run alone, against the stored output). The definition is built directly (`defs/direct.py`),
+equal to what `multi_asset` builds but without reading each compute function back, which was
+most of the load time of a large pipeline.
 """
 
 from collections.abc import Iterator
@@ -30,6 +32,9 @@ from pysetl_dagster.translation.specs import (
     input_name,
     translate,
 )
+
+Step = Iterator[Output[Any] | AssetCheckResult | AssetCheckEvaluation]
+"""What a Factory asset's step yields."""
 
 __all__ = [
     "SPARK_RESOURCE_KEY",
@@ -95,8 +100,6 @@ def _build_factory_asset(
     loaded = {asset_in.key for asset_in in ins.values()}
     other_deps = [dep for dep in spec.deps if dep.asset_key not in loaded]
     config_class = translated.config_class(node)
-
-    Step = Iterator[Output[Any] | AssetCheckResult | AssetCheckEvaluation]
 
     def execute(context: AssetExecutionContext, config: Any, kwargs: dict[str, Any]) -> Step:
         # the step machinery is imported by the run that needs it, not by every code server
