@@ -8,25 +8,32 @@ wall time; `cpu_s` is this process's CPU time over the same span, steadier than 
 shared machine (other work slows the wall clock but not, mostly, the CPU seconds we use).
 
 `--dagster-only` also times Dagster alone on the same shape (bare assets, one job), the floor
-no translation can go under. `--import` first measures, in fresh interpreters, `from
-pysetl_dagster import build_definitions, pysetl_pipeline` against the floor of the two
+no translation can go under: once with `multi_asset` (`dagster_only_factories`) and once with
+each asset built directly from `OpDefinition` + `AssetsDefinition`
+(`dagster_direct_factories`), as pysetl-dagster builds its Factory assets. `--import` first
+measures, in fresh interpreters, `from pysetl_dagster import build_definitions,
+pysetl_pipeline` against the floor of the two
 libraries it cannot do without (`import pysetl, dagster`), and lists the optional libraries
-it loaded (should be none).
+it loaded (should be none); `--bytecode` adds the same from compiled bytecode, as a
+pip-installed package is imported (this machine sets PYTHONDONTWRITEBYTECODE=1, so otherwise
+every run compiles pysetl-dagster's own modules, while Dagster's were compiled at install).
 
     .venv/bin/python benchmarks/load_definitions.py [--sizes 100 1000] [--repeat 3]
-        [--import] [--dagster-only]
+        [--import [--bytecode]] [--dagster-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +146,59 @@ def dagster_only_seconds(n_factories: int, n_stages: int = 10) -> tuple[float, f
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
+def _bare_compute(context: AssetExecutionContext, inputs: dict[str, Any]) -> Iterator[Any]:
+    yield dg.Output(None)
+
+
+# this module's annotations are strings, which Dagster's context check does not read
+_bare_compute.__annotations__ = {"context": AssetExecutionContext, "inputs": dict, "return": Any}
+
+
+def dagster_direct_seconds(n_factories: int, n_stages: int = 10) -> tuple[float, float]:
+    """Dagster alone on the same shape as `dagster_only_seconds`, each asset built without the
+    decorator (`OpDefinition` + `AssetsDefinition`, Dagster's public constructors), the way
+    pysetl-dagster builds its Factory assets: what is left of the floor without
+    `multi_asset`'s reading back of each function."""
+    per_stage = max(1, n_factories // n_stages)
+    tag = f"direct_{n_factories}_{time.monotonic_ns()}"
+    start, start_cpu = time.perf_counter(), time.process_time()
+    assets = []
+    for i in range(n_factories):
+        stage_index, position = divmod(i, per_stage)
+        keys_by_input_name = {}
+        if stage_index > 0:
+            previous = (stage_index - 1) * per_stage + position
+            for upstream in range(previous, previous + (2 if position + 1 < per_stage else 1)):
+                keys_by_input_name[f"in_{tag}_{upstream}"] = dg.AssetKey(f"{tag}_{upstream}")
+        name = f"{tag}_{i}"
+        op = dg.OpDefinition(
+            compute_fn=_bare_compute,
+            name=name,
+            ins={input_name: dg.In() for input_name in keys_by_input_name},
+            outs={name: dg.Out(is_required=False, code_version="0")},
+            required_resource_keys={"pyspark", "io_manager"},
+        )
+        spec = dg.AssetSpec(
+            name, deps=list(keys_by_input_name.values()), code_version="0", group_name=tag
+        )
+        assets.append(
+            dg.AssetsDefinition(
+                keys_by_input_name=keys_by_input_name,
+                keys_by_output_name={name: spec.key},
+                node_def=op,
+                can_subset=True,
+                specs=[spec],
+            )
+        )
+    job = dg.define_asset_job(f"{tag}_assets", selection=dg.AssetSelection.groups(tag))
+    resources = {"pyspark": dg.ResourceDefinition.none_resource(), "io_manager": dg.mem_io_manager}
+    defs = dg.Definitions(assets=assets, jobs=[job], resources=resources)
+    dg.Definitions.validate_loadable(defs)
+    defs.resolve_asset_graph()
+    defs.resolve_all_job_defs()
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
 #: Libraries only some users need: importing the definition API must not load them.
 OPTIONAL = ("pandera", "dagster_pandera", "polars", "pandas", "libcst", "nbformat", "rich",
             "prometheus_client", "pysetl_dagster.migrate", "pyspark.sql.connect")  # fmt: skip
@@ -153,28 +213,44 @@ print(json.dumps({{"wall": wall, "cpu": cpu,
 """
 
 
-def import_seconds(statement: str) -> dict[str, Any]:
-    """Wall and CPU seconds of `statement` in a fresh interpreter (its start-up not counted)."""
+def import_seconds(statement: str, pycache: str | None = None) -> dict[str, Any]:
+    """Wall and CPU seconds of `statement` in a fresh interpreter (its start-up not counted).
+    With `pycache`, modules are read from (and written to) bytecode there, as an installed
+    package's are; without, the environment decides (PYTHONDONTWRITEBYTECODE=1 makes every
+    run compile this project's modules from source)."""
     probe = _IMPORT_PROBE.format(statement=statement, optional=OPTIONAL)
+    env = dict(os.environ)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pycache
+    root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
-                         text=True, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+                         text=True, cwd=root, env=env)  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
-def measure_import(repeat: int) -> dict[str, Any]:
-    """Median import time of the definition API and of its floor, alternated run by run."""
+def measure_import(repeat: int, bytecode: bool = False) -> dict[str, Any]:
+    """Median import time of the definition API and of its floor, alternated run by run.
+    `bytecode`: both read compiled bytecode from a private cache (written by a first, uncounted
+    import of each), as a pip-installed package does."""
     api = "from pysetl_dagster import build_definitions, pysetl_pipeline"
     floor = "import pysetl, dagster"
     runs: dict[str, list[dict[str, Any]]] = {api: [], floor: []}
-    for _ in range(repeat):
-        for statement, results in runs.items():
-            results.append(import_seconds(statement))
+    with tempfile.TemporaryDirectory(prefix="pycache-") as cache:
+        pycache = cache if bytecode else None
+        if bytecode:
+            for statement in runs:
+                import_seconds(statement, pycache)
+        for _ in range(repeat):
+            for statement, results in runs.items():
+                results.append(import_seconds(statement, pycache))
 
     def median(statement: str, field: str) -> float:
         return round(statistics.median(r[field] for r in runs[statement]), 3)
 
     return {
+        **({"bytecode": True} if bytecode else {}),
         "import_s": median(api, "wall"),
         "import_cpu_s": median(api, "cpu"),
         "floor_s": median(floor, "wall"),
@@ -195,6 +271,11 @@ def main() -> None:
         help="also time importing the definition API in fresh interpreters",
     )
     parser.add_argument(
+        "--bytecode",
+        action="store_true",
+        help="with --import: also time the imports from compiled bytecode, as installed",
+    )
+    parser.add_argument(
         "--dagster-only",
         action="store_true",
         help="also time Dagster alone on the same shape (no pysetl-dagster), for comparison",
@@ -209,9 +290,12 @@ def main() -> None:
         args.sizes, args.repeat, args.dagster_only = [100], 3, True
     if args.measure_import:
         print(json.dumps(measure_import(args.repeat)))
+        if args.bytecode:
+            print(json.dumps(measure_import(args.repeat, bytecode=True)))
     load_seconds(10)  # warm imports and caches the first call pays
     if args.dagster_only:
         dagster_only_seconds(10)
+        dagster_direct_seconds(10)
     for size in args.sizes:
         runs = [load_seconds(size) for _ in range(args.repeat)]
         times = [wall for wall, _ in runs]
@@ -224,6 +308,11 @@ def main() -> None:
             bare_cpu = round(statistics.median(c for _, c in bare), 3)
             print(json.dumps({"dagster_only_factories": size, "load_s": bare_wall,
                               "cpu_s": bare_cpu}))  # fmt: skip
+            direct = [dagster_direct_seconds(size) for _ in range(args.repeat)]
+            direct_wall = round(statistics.median(w for w, _ in direct), 3)
+            direct_cpu = round(statistics.median(c for _, c in direct), 3)
+            print(json.dumps({"dagster_direct_factories": size, "load_s": direct_wall,
+                              "cpu_s": direct_cpu}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -49,6 +49,14 @@ ensure_venv() {
   fi
 }
 
+# Bytecode for the project's own modules (the library is an editable install, so pip compiled
+# none of it). Where PYTHONDONTWRITEBYTECODE is set (Docker images, CI machines), Python would
+# otherwise compile all of it again in every process: each Dagster run, step worker and CLI
+# call. compileall rewrites only what changed since its last pass (about 0.3 s then).
+compile_bytecode() {
+  "$VENV/bin/python" -m compileall -q -j 0 "$ROOT/pysetl_dagster" "$ROOT/definitions" "$@" >/dev/null 2>&1 || true
+}
+
 # System packages the tests start for real: PostgreSQL (the production stack) and Chromium (the
 # browser test). apt-get runs only when a binary is missing.
 ensure_system_packages() {

@@ -117,3 +117,36 @@ def test_prometheus_sensors_are_defined_without_prometheus_client() -> None:
         """
     )
     assert "prometheus_client" not in loaded
+
+
+#: Modules the definition API does not need until they are used: profiles (pydantic models,
+#: only with `profile=`), the branching sensor, and the step machinery (only a run executes
+#: steps; a code server that only loads definitions never does).
+ON_USE = (
+    "pysetl_dagster.defs.profiles",
+    "pysetl_dagster.automation.branching",
+    "pysetl_dagster.execution.step",
+)
+
+
+def _loaded_on_use(code: str) -> list[str]:
+    probe = textwrap.dedent(code) + textwrap.dedent(
+        f"""
+        import json, sys
+        print(json.dumps([m for m in {ON_USE!r} if m in sys.modules]))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_definition_api_loads_profiles_branching_and_the_step_only_when_used() -> None:
+    assert _loaded_on_use("from pysetl_dagster import build_definitions, pysetl_pipeline") == []
+    # the probe does see them once used (the step's lazy import runs in every
+    # materialization of tests/execution)
+    assert _loaded_on_use("from pysetl_dagster import load_profile") == [ON_USE[0]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AutomationCondition,
@@ -22,11 +22,13 @@ from dagster import (
 )
 
 from pysetl_dagster.automation.target import AutomationTarget
-from pysetl_dagster.defs.profiles import Profile
 from pysetl_dagster.errors import PySetlDefinitionError
 from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.translation.naming import snake_case
 from pysetl_dagster.translation.specs import TranslatedPipeline
+
+if TYPE_CHECKING:  # a profile is loaded (pydantic models, yaml) only by who uses one
+    from pysetl_dagster.defs.profiles import Profile
 
 ENABLED_METADATA = MetadataKey.ENABLED
 """Schedule metadata: what the declaration said (`true`, `false`, or `profile`)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -69,6 +70,7 @@ def infer_schema(args: argparse.Namespace) -> int:
     from pyspark.sql import SparkSession
 
     from pysetl_dagster.checks.infer import model_source, profile, schema_yaml
+    from pysetl_dagster.defs.profiles import SPARK_REMOTE_ENV
     from pysetl_dagster.errors import PySetlStorageError
     from pysetl_dagster.storage.store import PySetlStorage
 
@@ -76,8 +78,16 @@ def infer_schema(args: argparse.Namespace) -> int:
     storage = PySetlStorage(base_path=args.storage or _storage_of(args.module))
     key = dg.AssetKey.from_user_string(args.asset)
     # the session comes first: profiling needs it, and the storage then uses its Hadoop client
-    spark = SparkSession.builder.master("local[2]").appName("pysetl-dagster schema").getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    remote = os.environ.get(SPARK_REMOTE_ENV, "").strip()
+    if remote and remote != "classic":
+        # the server `scripts/dev` started (or any other): no JVM in this process
+        print(f"Spark Connect session on {remote}", file=sys.stderr)
+        spark = SparkSession.builder.remote(remote).getOrCreate()
+    else:
+        spark = (
+            SparkSession.builder.master("local[2]").appName("pysetl-dagster schema").getOrCreate()
+        )
+        spark.sparkContext.setLogLevel("ERROR")
     manifest = storage.current_manifest(key)
     if manifest is None or manifest.get("format") != "parquet":
         raise PySetlStorageError(

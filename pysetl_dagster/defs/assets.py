@@ -3,7 +3,9 @@
 Each Factory asset loads its upstream Factories' outputs through the IO manager (so any subset
 can run: what is not selected is read from storage) and runs `factory_step` (the step Stage ops
 run too). Its pandera checks are asset checks of the same definition (`can_subset`: a check can
-run alone, against the stored output).
+run alone, against the stored output). The definition is built directly (`defs/direct.py`),
+equal to what `multi_asset` builds but without reading each compute function back, which was
+most of the load time of a large pipeline.
 """
 
 from collections.abc import Iterator
@@ -18,10 +20,10 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Output,
-    multi_asset,
 )
 
-from pysetl_dagster.execution.step import SPARK_RESOURCE_KEY, factory_step
+from pysetl_dagster.defs.direct import factory_assets_definition
+from pysetl_dagster.defs.executor import SPARK_RESOURCE_KEY
 from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.translation.graph import FactoryNode
 from pysetl_dagster.translation.links import link_of
@@ -30,6 +32,9 @@ from pysetl_dagster.translation.specs import (
     input_name,
     translate,
 )
+
+Step = Iterator[Output[Any] | AssetCheckResult | AssetCheckEvaluation]
+"""What a Factory asset's step yields."""
 
 __all__ = [
     "SPARK_RESOURCE_KEY",
@@ -96,9 +101,11 @@ def _build_factory_asset(
     other_deps = [dep for dep in spec.deps if dep.asset_key not in loaded]
     config_class = translated.config_class(node)
 
-    Step = Iterator[Output[Any] | AssetCheckResult | AssetCheckEvaluation]
-
     def execute(context: AssetExecutionContext, config: Any, kwargs: dict[str, Any]) -> Step:
+        # the step machinery is imported by the run that needs it, not by every code server
+        # that only loads definitions (docs/benchmarks.md, "Load time")
+        from pysetl_dagster.execution.step import factory_step
+
         return factory_step(
             context,
             translated,
@@ -110,48 +117,29 @@ def _build_factory_asset(
             check_keys=set(context.selected_asset_check_keys),
         )
 
-    # Dagster reads the config schema from the `config` parameter's annotation, so a Factory
-    # without a `Config` gets a function without that parameter.
-    if config_class is not None:
-        # `-> Any`: Dagster re-reads each compute function's hints several times per asset,
-        # and a union return type costs ~0.2 s over 1,000 assets (the output type is Any
-        # either way)
-        def compute_with_config(context: AssetExecutionContext, config: Any, **kwargs: Any) -> Any:
-            yield from execute(context, config, kwargs)
-
-        compute_with_config.__annotations__["config"] = config_class
-        fn: Any = compute_with_config
-    else:
-
-        def compute(context: AssetExecutionContext, **kwargs: Any) -> Any:
-            yield from execute(context, None, kwargs)
-
-        fn = compute
-
     out_spec = spec.replace_attributes(deps=[], partitions_def=None)
     plan = translated.check_plans.get(node)
     out_type: Any = plan.dagster_type() if plan is not None else None
-    return multi_asset(
+    return factory_assets_definition(
+        execute,
         name=output_name,
-        outs={
-            output_name: AssetOut.from_spec(
-                out_spec,
-                io_manager_key=io_manager_key,
-                is_required=False,
-                **({"dagster_type": out_type} if out_type is not None else {}),
-            )
-        },
+        out=AssetOut.from_spec(
+            out_spec,
+            io_manager_key=io_manager_key,
+            is_required=False,
+            **({"dagster_type": out_type} if out_type is not None else {}),
+        ),
         ins=ins,
         deps=other_deps,
         check_specs=translated.check_specs(node),
-        can_subset=True,
         partitions_def=spec.partitions_def,
+        config_class=config_class,
         required_resource_keys={SPARK_RESOURCE_KEY, io_manager_key},
         op_tags={
             MetadataKey.FACTORY: node.name,
             **({MetadataKey.STAGE: str(node.stage_index)} if node.stage_index is not None else {}),
         },
-    )(fn)
+    )
 
 
 def build_pysetl_assets(

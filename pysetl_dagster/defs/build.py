@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetKey,
@@ -29,11 +29,13 @@ from pysetl_dagster.automation.schedules import (
 )
 from pysetl_dagster.defs.executor import pysetl_executor
 from pysetl_dagster.defs.pipeline import AnySchedule, PySetlPipelineDefinitions
-from pysetl_dagster.defs.profiles import Profile
 from pysetl_dagster.errors import PySetlDefinitionError
 from pysetl_dagster.spark.resource import PySparkSessionResource
 from pysetl_dagster.storage.io_manager import SparkParquetIOManager
 from pysetl_dagster.translation.links import link_of, missing_links
+
+if TYPE_CHECKING:  # a profile is loaded (pydantic models, yaml) only by who uses one
+    from pysetl_dagster.defs.profiles import Profile
 
 
 def default_storage_path() -> str:

@@ -26,9 +26,7 @@ from dagster import (
     op,
 )
 
-from pysetl_dagster.defs.executor import factory_concurrency
-from pysetl_dagster.execution.concurrent import ConcurrentWork, run_concurrently
-from pysetl_dagster.execution.step import SPARK_RESOURCE_KEY, factory_step
+from pysetl_dagster.defs.executor import SPARK_RESOURCE_KEY, factory_concurrency
 from pysetl_dagster.metadata import MetadataKey
 from pysetl_dagster.storage.io_manager import ASSET_KEY_METADATA
 from pysetl_dagster.storage.loaded_inputs import inherit_inputs, loaded_inputs
@@ -72,6 +70,10 @@ def _stage_op(
     }
 
     def run_stage(context: OpExecutionContext, **kwargs: Any) -> Iterator[Any]:
+        # imported by the run that needs them, not by every definitions load
+        from pysetl_dagster.execution.concurrent import ConcurrentWork, run_concurrently
+        from pysetl_dagster.execution.step import factory_step
+
         step_key = context.get_step_execution_context().step.key
         loaded = loaded_inputs(step_key)  # read by this thread before the op ran
         works = []

@@ -35,7 +35,6 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 from pysetl.workflow import Deliverable, Factory, Pipeline
 
-from pysetl_dagster.automation.branching import branch_sensor
 from pysetl_dagster.automation.partition_schedules import latest_partition_schedule
 from pysetl_dagster.automation.schedules import (
     AutomationDeclaration,
@@ -154,6 +153,8 @@ class PySetlPipelineDefinitions:
     def branch_sensor(self, **kwargs: Any) -> SensorDefinition:
         """Decide the pipeline's conditions before any run starts and run only the Factories
         whose conditions hold (see `pysetl_dagster.automation.branching.branch_sensor`)."""
+        from pysetl_dagster.automation.branching import branch_sensor  # only its users load it
+
         kwargs.setdefault("io_manager_key", self.io_manager_key)
         return self._sensor(branch_sensor(self, **kwargs))
 

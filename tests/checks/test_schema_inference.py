@@ -83,3 +83,35 @@ def test_infer_names_a_missing_asset(
 ) -> None:
     assert main(["schema", "infer", "nope", "--storage", str(stored_example)]) == 1
     assert "Asset 'nope' has no stored Spark output" in capsys.readouterr().err
+
+
+def test_infer_on_spark_connect_starts_no_jvm(
+    stored_example: Path, tmp_path: Path, connect_server: Any
+) -> None:
+    """With `$PYSETL_SPARK_REMOTE` set (as `scripts/dev` sets it), the command profiles the
+    stored output on that Connect server: the same YAML as on a classic session, and no JVM
+    of its own (starting one would end the process)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "orders.yaml"
+    classic = tmp_path / "classic.yaml"
+    args = ["schema", "infer", "clean_orders", "--storage", str(stored_example), "--format",
+            "yaml"]  # fmt: skip
+    assert main([*args, "--out", str(classic)]) == 0
+    probe = (
+        "import sys, pyspark.core.context as c\n"
+        "def no_jvm(*a, **k): raise SystemExit('a JVM was started')\n"
+        "c.launch_gateway = no_jvm\n"
+        "from pysetl_dagster.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = {**os.environ, "PYSETL_SPARK_REMOTE": connect_server.url}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args, "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Spark Connect session on {connect_server.url}" in done.stderr
+    assert out.read_text() == classic.read_text()

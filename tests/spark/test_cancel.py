@@ -13,10 +13,13 @@ from tests.e2e.test_dagster_dev import _free_port
 from tests.fixtures.slow_pipeline import launch_and_terminate
 
 
-def test_terminating_a_run_cancels_its_spark_job(tmp_path: Path) -> None:
+def test_terminating_a_run_cancels_its_spark_jobs(tmp_path: Path) -> None:
+    """Two independent slow Factories of one Stage run at once (threads over the run's
+    session): terminating the run cancels both Spark jobs within 5 s."""
     outcome = launch_and_terminate(
-        tmp_path / "home", _free_port(), seconds=120, terminate_after=1.0
+        tmp_path / "home", _free_port(), seconds=120, terminate_after=1.0, factories=2
     )
+    assert outcome["spark_jobs_at_terminate"] == 2, outcome
     assert outcome["cancel_s"] is not None and outcome["cancel_s"] <= 5, outcome
     assert outcome["spark_jobs_left"] == 0, outcome
     assert outcome["run_status"] == "CANCELED", outcome
