@@ -19,11 +19,15 @@ checks, partitions and config, that the definition equals what `multi_asset` bui
 op inputs and outputs, config schema, resources, tags, the repository snapshot).
 """
 
+# No `from __future__ import annotations` here: Dagster reads the compute function's `context`
+# annotation at run time to give it an `AssetExecutionContext`, so it must be the class.
+
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import update_wrapper
 from inspect import Parameter
 from typing import Any
 
+import dagster._check as check
 from dagster import (
     AssetCheckSpec,
     AssetDep,
@@ -62,36 +66,19 @@ def _events(
     yield from execute(context, config, inputs)
 
 
-def factory_assets_definition(
-    execute: Compute,
-    *,
+def _builder(
     name: str,
+    *,
     out: AssetOut,
     ins: Mapping[str, AssetIn],
     deps: Sequence[AssetDep],
     check_specs: Sequence[AssetCheckSpec],
     partitions_def: PartitionsDefinition | None,
-    config_class: type[Config] | None,
     required_resource_keys: set[str],
     op_tags: Mapping[str, str],
-) -> AssetsDefinition:
-    """The definition `multi_asset(name=name, outs={name: out}, ins=ins, deps=deps,
-    check_specs=check_specs, can_subset=True, partitions_def=partitions_def,
-    required_resource_keys=..., op_tags=op_tags)` builds around a function
-    `(context, config: config_class, **inputs)`, without reading any function back.
-
-    Args:
-        execute: runs the asset: `(context, config or None, inputs)` -> events.
-        name: the op's and the single output's name.
-        out: the asset's output (from its spec; no deps, no partitions).
-        ins: input name -> the upstream asset it loads.
-        deps: upstream assets it depends on without loading them.
-        check_specs: the asset's checks (each an optional output).
-        partitions_def: the asset's partitions, if any.
-        config_class: the Factory's `Config`, which becomes the op's config schema.
-        required_resource_keys: the resources the op needs.
-        op_tags: the op's tags.
-    """
+) -> DecoratorAssetsDefinitionBuilder:
+    """Dagster's builder with the arguments `multi_asset` would give it: it derives the
+    inputs, specs, partition mappings and check outputs."""
     # The arguments exactly as `multi_asset` passes them (mypy miscounts the fields: Dagster's
     # NamedTuple declares `retry_policy` twice).
     args = DecoratorAssetsDefinitionBuilderArgs(  # type: ignore[call-arg]
@@ -122,10 +109,17 @@ def factory_assets_definition(
         hooks=set(),
     )
     builder = DecoratorAssetsDefinitionBuilder.for_multi_asset(args=args, fn=_signature)
-    overlapping = builder.overlapping_output_names
-    if overlapping:  # as multi_asset checks
-        raise ValueError(f"Check output names overlap with asset output names: {overlapping}")
+    check.invariant(  # as multi_asset checks
+        len(builder.overlapping_output_names) == 0,
+        f"Check output names overlap with asset output names: {builder.overlapping_output_names}",
+    )
+    return builder
 
+
+def _compute_function(
+    execute: Compute, config_class: type[Config] | None
+) -> tuple[Callable[[AssetExecutionContext, dict[str, Any]], Iterator[Any]], Any]:
+    """The op's compute function in Dagster's direct form, and the op's config schema."""
     # Dagster's own wrapper builds the config when the step calls the function, and runs
     # the body only when the step iterates its events: the same here.
     if config_class is not None:
@@ -140,8 +134,51 @@ def factory_assets_definition(
         def compute(context: AssetExecutionContext, inputs: dict[str, Any]) -> Iterator[Any]:
             return _events(execute, context, None, inputs)
 
-        config_schema = args.config_schema
+        config_schema = {}  # what multi_asset passes when the function takes no config
+    return compute, config_schema
 
+
+def factory_assets_definition(
+    execute: Compute,
+    *,
+    name: str,
+    out: AssetOut,
+    ins: Mapping[str, AssetIn],
+    deps: Sequence[AssetDep],
+    check_specs: Sequence[AssetCheckSpec],
+    partitions_def: PartitionsDefinition | None,
+    config_class: type[Config] | None,
+    required_resource_keys: set[str],
+    op_tags: Mapping[str, str],
+) -> AssetsDefinition:
+    """The definition `multi_asset(name=name, outs={name: out}, ins=ins, deps=deps,
+    check_specs=check_specs, can_subset=True, partitions_def=partitions_def,
+    required_resource_keys=..., op_tags=op_tags)` builds around a function
+    `(context, config: config_class, **inputs)`, without reading any function back.
+
+    Args:
+        execute: runs the asset: `(context, config or None, inputs)` -> events.
+        name: the op's and the single output's name.
+        out: the asset's output (from its spec; no deps, no partitions).
+        ins: input name -> the upstream asset it loads.
+        deps: upstream assets it depends on without loading them.
+        check_specs: the asset's checks (each an optional output).
+        partitions_def: the asset's partitions, if any.
+        config_class: the Factory's `Config`, which becomes the op's config schema.
+        required_resource_keys: the resources the op needs.
+        op_tags: the op's tags.
+    """
+    builder = _builder(
+        name,
+        out=out,
+        ins=ins,
+        deps=deps,
+        check_specs=check_specs,
+        partitions_def=partitions_def,
+        required_resource_keys=required_resource_keys,
+        op_tags=op_tags,
+    )
+    compute, config_schema = _compute_function(execute, config_class)
     with disable_dagster_warnings():
         op_def = OpDefinition.dagster_internal_init(
             name=name,
