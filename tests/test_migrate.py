@@ -41,6 +41,7 @@ FACTORIES = {
     "global_counter": 1,
     "guard_inline_stop": 2,
     "hive_tables": 4,
+    "ingest_timestamp": 4,
     "insert_into_table": 2,
     "joins_three_sources": 7,
     "late_defaults": 1,

@@ -314,3 +314,33 @@ def test_the_scripts_own_method_names_are_kept(verified: tuple[Path, int, str]) 
     out, _, _ = verified
     code = (out / "run_job" / "pipeline.py").read_text()
     assert 'log.warn("job started")' in code and "log.warning(" not in code
+
+
+def test_the_time_of_each_run_is_not_a_difference(spark: SparkSession, tmp_path: Path) -> None:
+    """`current_timestamp()` columns (ingest_timestamp.py): each side writes the time it ran;
+    the rest of every row is compared, and a real difference still is one."""
+    from pyspark.sql import functions as F
+
+    base = spark.createDataFrame([(1, "uk"), (2, "fr")], "id int, country string")
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    base.withColumn("loaded_at", F.current_timestamp()).write.parquet(str(a))
+    base.withColumn(
+        "loaded_at", F.current_timestamp() + F.expr("INTERVAL 3 SECONDS")
+    ).write.parquet(str(b))
+    diffs, size = compare_sink(a, b)
+    assert diffs == [] and "timestamps of the run itself" in size, (diffs, size)
+    other = spark.createDataFrame([(1, "uk"), (2, "de")], "id int, country string")
+    other.withColumn("loaded_at", F.current_timestamp()).write.parquet(str(c))
+    assert compare_sink(a, c)[0], "a changed country is a difference"
+    # the same in text formats: CSV lines with the run's timestamp in them
+    x, y = tmp_path / "x", tmp_path / "y"
+    for folder, shift in ((x, 0), (y, 5)):
+        stamped = base.withColumn("at", F.current_timestamp() + F.expr(f"INTERVAL {shift} SECONDS"))
+        stamped.coalesce(1).write.option("header", True).csv(str(folder))
+    diffs, size = compare_sink(x, y)
+    assert diffs == [] and "not compared" in size, (diffs, size)
+    old = tmp_path / "old"
+    base.withColumn("at", F.lit("2020-01-01 10:00:00").cast("timestamp")).coalesce(1).write.option(
+        "header", True
+    ).csv(str(old))
+    assert compare_sink(x, old)[0], "a timestamp from the data is compared"
