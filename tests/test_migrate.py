@@ -65,6 +65,7 @@ FACTORIES = {
     "sqlcontext_legacy": 1,
     "star_import_logging": 3,
     "start_spark_helper": 1,
+    "surrogate_keys": 1,
     "sysargv_index": 2,
     "sysargv_script": 3,
     "udf_categories": 4,

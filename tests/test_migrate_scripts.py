@@ -344,3 +344,13 @@ def test_the_time_of_each_run_is_not_a_difference(spark: SparkSession, tmp_path:
         "header", True
     ).csv(str(old))
     assert compare_sink(x, old)[0], "a timestamp from the data is compared"
+
+
+def test_partition_dependent_values_keep_the_script_in_one_factory(tmp_path: Path) -> None:
+    """monotonically_increasing_id() (and rand(), input_file_name(), ...) give other values
+    once a Factory's output is stored and read back: no split, and the report says why."""
+    out = tmp_path / "out"
+    code, printed = _cli(str(CORPUS / "surrogate_keys.py"), "--out", str(out))
+    assert code == 0, printed
+    report = (out / "reports" / "surrogate_keys.md").read_text()
+    assert "**one Factory**" in report and "depends on how the rows are partitioned" in report
