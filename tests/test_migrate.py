@@ -58,6 +58,7 @@ FACTORIES = {
     "pandas_driver_loop": 1,
     "partitioned_write": 3,
     "rdd_wordcount": 3,
+    "python_file_output": 1,
     "reassign_chain": 7,
     "run_job": 1,
     "script_dir_paths": 3,

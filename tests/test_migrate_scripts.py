@@ -354,3 +354,30 @@ def test_partition_dependent_values_keep_the_script_in_one_factory(tmp_path: Pat
     assert code == 0, printed
     report = (out / "reports" / "surrogate_keys.md").read_text()
     assert "**one Factory**" in report and "depends on how the rows are partitioned" in report
+
+
+def test_files_the_script_writes_with_open_are_sinks(tmp_path: Path) -> None:
+    """python_file_output.py writes its answer with `open(..., "w")`: migrated (not "no
+    sink"), and verify's hook records the file, never writing into the inputs folder."""
+    out = tmp_path / "out"
+    code, printed = _cli(str(CORPUS / "python_file_output.py"), "--out", str(out))
+    assert code == 0, printed
+    from pysetl_dagster.migrate.verify import _environment, recorded_sinks
+
+    inputs = tmp_path / "inputs"
+    (inputs / "data").mkdir(parents=True)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    (sandbox / "data").symlink_to(inputs / "data", target_is_directory=True)
+    env = _environment(tmp_path / "work")
+    env["PYSETL_VERIFY_SINKS"] = str(tmp_path / "record.jsonl")
+    script = (
+        "open('data/summary.txt', 'w').write('done\\n')\n"
+        "open('answer.txt', 'w').write('42\\n')\n"
+        "open('answer.txt').read()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=sandbox, env=env, check=True, timeout=300)
+    sinks = recorded_sinks(tmp_path / "record.jsonl", sandbox)
+    assert sinks == {"data/summary.txt": "open", "answer.txt": "open"}, sinks
+    assert list((inputs / "data").iterdir()) == []  # the user's folder is untouched
+    assert (sandbox / "data" / "summary.txt").read_text() == "done\n"
