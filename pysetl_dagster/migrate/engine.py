@@ -163,8 +163,8 @@ def _choose(result: FileResult, analysis: Analysis, code: str) -> None:
             (
                 "the whole file",
                 "no sink: the script writes no data (no DataFrame write, saveAsTable, "
-                "insertInto or to_csv), so a pipeline of it would produce nothing; its output "
-                "is what it shows or prints (listed below)",
+                "insertInto, to_csv or file opened for writing), so a pipeline of it would "
+                "produce nothing; its output is what it shows or prints (listed below)",
             )
         )
         result.findings = scan(tree, whole_script=False)
