@@ -314,3 +314,70 @@ def test_the_scripts_own_method_names_are_kept(verified: tuple[Path, int, str]) 
     out, _, _ = verified
     code = (out / "run_job" / "pipeline.py").read_text()
     assert 'log.warn("job started")' in code and "log.warning(" not in code
+
+
+def test_the_time_of_each_run_is_not_a_difference(spark: SparkSession, tmp_path: Path) -> None:
+    """`current_timestamp()` columns (ingest_timestamp.py): each side writes the time it ran;
+    the rest of every row is compared, and a real difference still is one."""
+    from pyspark.sql import functions as F
+
+    base = spark.createDataFrame([(1, "uk"), (2, "fr")], "id int, country string")
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    base.withColumn("loaded_at", F.current_timestamp()).write.parquet(str(a))
+    base.withColumn(
+        "loaded_at", F.current_timestamp() + F.expr("INTERVAL 3 SECONDS")
+    ).write.parquet(str(b))
+    diffs, size = compare_sink(a, b)
+    assert diffs == [] and "timestamps of the run itself" in size, (diffs, size)
+    other = spark.createDataFrame([(1, "uk"), (2, "de")], "id int, country string")
+    other.withColumn("loaded_at", F.current_timestamp()).write.parquet(str(c))
+    assert compare_sink(a, c)[0], "a changed country is a difference"
+    # the same in text formats: CSV lines with the run's timestamp in them
+    x, y = tmp_path / "x", tmp_path / "y"
+    for folder, shift in ((x, 0), (y, 5)):
+        stamped = base.withColumn("at", F.current_timestamp() + F.expr(f"INTERVAL {shift} SECONDS"))
+        stamped.coalesce(1).write.option("header", True).csv(str(folder))
+    diffs, size = compare_sink(x, y)
+    assert diffs == [] and "not compared" in size, (diffs, size)
+    old = tmp_path / "old"
+    base.withColumn("at", F.lit("2020-01-01 10:00:00").cast("timestamp")).coalesce(1).write.option(
+        "header", True
+    ).csv(str(old))
+    assert compare_sink(x, old)[0], "a timestamp from the data is compared"
+
+
+def test_partition_dependent_values_keep_the_script_in_one_factory(tmp_path: Path) -> None:
+    """monotonically_increasing_id() (and rand(), input_file_name(), ...) give other values
+    once a Factory's output is stored and read back: no split, and the report says why."""
+    out = tmp_path / "out"
+    code, printed = _cli(str(CORPUS / "surrogate_keys.py"), "--out", str(out))
+    assert code == 0, printed
+    report = (out / "reports" / "surrogate_keys.md").read_text()
+    assert "**one Factory**" in report and "depends on how the rows are partitioned" in report
+
+
+def test_files_the_script_writes_with_open_are_sinks(tmp_path: Path) -> None:
+    """python_file_output.py writes its answer with `open(..., "w")`: migrated (not "no
+    sink"), and verify's hook records the file, never writing into the inputs folder."""
+    out = tmp_path / "out"
+    code, printed = _cli(str(CORPUS / "python_file_output.py"), "--out", str(out))
+    assert code == 0, printed
+    from pysetl_dagster.migrate.verify import _environment, recorded_sinks
+
+    inputs = tmp_path / "inputs"
+    (inputs / "data").mkdir(parents=True)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    (sandbox / "data").symlink_to(inputs / "data", target_is_directory=True)
+    env = _environment(tmp_path / "work")
+    env["PYSETL_VERIFY_SINKS"] = str(tmp_path / "record.jsonl")
+    script = (
+        "open('data/summary.txt', 'w').write('done\\n')\n"
+        "open('answer.txt', 'w').write('42\\n')\n"
+        "open('answer.txt').read()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=sandbox, env=env, check=True, timeout=300)
+    sinks = recorded_sinks(tmp_path / "record.jsonl", sandbox)
+    assert sinks == {"data/summary.txt": "open", "answer.txt": "open"}, sinks
+    assert list((inputs / "data").iterdir()) == []  # the user's folder is untouched
+    assert (sandbox / "data" / "summary.txt").read_text() == "done\n"

@@ -27,6 +27,20 @@ from .verify import _environment as _verify_environment
 from .whole import factory_name, generate_whole, layout
 
 MANIFEST = ".pysetl-migrate.json"
+# Values that follow the partitioning or the files read: the same on one Spark application's
+# lineage, different once a Factory's output is stored and read back (the split).
+PARTITION_DEPENDENT = {
+    "monotonically_increasing_id",
+    "rand",
+    "randn",
+    "uuid",
+    "input_file_name",
+    "spark_partition_id",
+    "randomSplit",
+    "sample",
+    "zipWithIndex",
+    "zipWithUniqueId",
+}
 BACKUPS = ".backups"
 
 
@@ -149,8 +163,8 @@ def _choose(result: FileResult, analysis: Analysis, code: str) -> None:
             (
                 "the whole file",
                 "no sink: the script writes no data (no DataFrame write, saveAsTable, "
-                "insertInto or to_csv), so a pipeline of it would produce nothing; its output "
-                "is what it shows or prints (listed below)",
+                "insertInto, to_csv or file opened for writing), so a pipeline of it would "
+                "produce nothing; its output is what it shows or prints (listed below)",
             )
         )
         result.findings = scan(tree, whole_script=False)
@@ -192,6 +206,12 @@ def _why_whole(analysis: Analysis, tree: object, local_modules: list[str]) -> st
                 )
         if isinstance(node, ast.Call):
             func = ast.unparse(node.func)
+            if func.split(".")[-1] in PARTITION_DEPENDENT:
+                return (
+                    f"line {node.lineno}: `{func}()` depends on how the rows are partitioned "
+                    "(split into Factories, each output is stored and read back: its values "
+                    "would change)"
+                )
             if func.endswith(("import_module", "__import__")):
                 return f"line {node.lineno}: a dynamic import ({func})"
             if func.split(".")[-1] in {"SparkContext", "SQLContext", "HiveContext"}:

@@ -95,8 +95,26 @@ class Project:
         return self.drivers.get(path)
 
 
+def _opens_for_writing(node: ast.Call) -> bool:
+    """`open(path, "w")` / `open(path, mode="a")`: the script writes a file itself (a report
+    of collected results, a JSON summary)."""
+    if not (isinstance(node.func, ast.Name) and node.func.id == "open"):
+        return False
+    mode = node.args[1] if len(node.args) > 1 else None
+    for keyword in node.keywords:
+        if keyword.arg == "mode":
+            mode = keyword.value
+    return (
+        isinstance(mode, ast.Constant)
+        and isinstance(mode.value, str)
+        and any(c in mode.value for c in "wax")
+    )
+
+
 def _writes(tree: ast.AST) -> bool:
     for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _opens_for_writing(node):
+            return True
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
         attr = node.func.attr

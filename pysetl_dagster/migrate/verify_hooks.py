@@ -162,6 +162,7 @@ class SinkRecorder:
         from pyspark import RDD
 
         RDD.saveAsTextFile = self._recorded(RDD.saveAsTextFile, "path", "saveAsTextFile")  # type: ignore[method-assign]
+        self._record_opens()
         try:
             import pandas as pd
         except ImportError:
@@ -169,6 +170,33 @@ class SinkRecorder:
         for name in ("to_csv", "to_parquet", "to_json"):
             method = getattr(pd.DataFrame, name)
             setattr(pd.DataFrame, name, self._recorded(method, "path", f"pandas.{name}", True))
+
+    def _record_opens(self) -> None:
+        """Files the script writes with Python's own `open(path, "w")`, inside its sandbox
+        (relative paths): a results file is a sink too. Writes elsewhere (Dagster's storage,
+        temporary files) are not the script's output."""
+        import builtins
+
+        recorder, original = self, builtins.open
+
+        @functools.wraps(original)
+        def recording_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            sink = None
+            if isinstance(file, str | os.PathLike) and any(c in str(mode) for c in "wax"):
+                target = Path(os.path.abspath(file))
+                sandbox = recorder.outside.sandbox
+                if target.is_relative_to(sandbox) and not any(
+                    part.startswith(".") or part in ("spark-warehouse", "metastore_db")
+                    for part in target.relative_to(sandbox).parts
+                ):
+                    recorder.outside._unshare(target)  # never into the user's inputs folder
+                    sink = target
+            handle = original(file, mode, *args, **kwargs)
+            if sink is not None:
+                recorder.add("path", str(sink), "open")
+            return handle
+
+        builtins.open = recording_open
 
     def _recorded(
         self, method: Callable[..., Any], kind: str, name: str, pandas: bool = False
