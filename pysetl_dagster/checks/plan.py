@@ -15,10 +15,12 @@ its row rules into one `observe` and its aggregates into one `select`:
   count and the number of rows failing *any* predicate. Each observed aggregate is updated row
   by row outside whole-stage code generation, so one aggregate per check (as before) cost
   about as much as the write itself; two cost almost nothing.
-- after the write, at most one query over the stored version, reading only the columns it
-  needs: per-check failing rows and up to `failure_cases` examples (only when some row failed)
-  and uniqueness over the key columns (when declared), both as observations of one no-op
-  write: one Spark job, two with uniqueness (its shuffle), whatever the number of checks.
+- after the write, at most one query over the stored version, each part reading only the
+  columns it needs: per-check failing rows and up to `failure_cases` examples, observed on
+  the failing rows only (only when some row failed), and uniqueness over the key columns
+  (when declared and not proved by the Factory's plan, see `unique_proof`), as observations
+  of one no-op write: one Spark job, two with uniqueness (its shuffle), whatever the number
+  of checks.
 - opaque custom checks (a function returning one boolean, as pandera's PySpark checks do) run
   as pandera runs them, one check at a time; they report pass or fail only, so a check that
   can be a row predicate should be declared with `row_check` (counted, with failure cases).
