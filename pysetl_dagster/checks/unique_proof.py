@@ -65,11 +65,9 @@ def proved_unique(df: DataFrame, columns: Sequence[str]) -> str | None:
         reasons: list[str] = []
         for keys in _distinct_keys(plan, reasons):
             if keys <= wanted:
-                return (
-                    f"proved from the Factory's Spark plan ({', '.join(dict.fromkeys(reasons))}):"
-                    " no Spark job"
-                )
-    except Exception:  # an unexpected plan shape or a py4j error: prove nothing
+                why = ", ".join(dict.fromkeys(r for r in reasons if r))
+                return f"proved from the Factory's Spark plan ({why}): no Spark job"
+    except Exception:  # too deep, an unexpected plan shape, a py4j error: prove nothing
         return None
     return None
 
@@ -95,9 +93,20 @@ def _attribute_id(expression: Any) -> int | None:
     return None
 
 
+MAX_NODES = 300
+"""A plan deeper than this proves nothing (each node costs a few py4j calls)."""
+
+
+class _TooDeep(Exception):
+    pass
+
+
 def _distinct_keys(plan: Any, reasons: list[str]) -> KeySets:
     """Sets of this node's output attributes known to be distinct; `reasons` collects the
-    nodes that gave a key (for the metadata)."""
+    nodes that gave a key (for the metadata) and counts the nodes visited."""
+    reasons.append("")  # one entry per node visited: the walk's budget
+    if len(reasons) > MAX_NODES:
+        raise _TooDeep
     kind = _kind(plan)
     if kind == "Range":
         reasons.append("spark.range ids")

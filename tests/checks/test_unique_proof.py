@@ -187,3 +187,16 @@ def test_materialized_uniqueness_is_proved_or_counted(
     else:
         assert evaluation.passed and metadata["failing_rows"].value == 0
         assert "spark.range ids" in str(metadata["evaluated_by"].value)
+
+
+def test_a_plan_deeper_than_the_budget_proves_nothing(spark: SparkSession) -> None:
+    """The walk costs py4j calls per node: past `MAX_NODES` it gives up (the check runs)."""
+    from pysetl_dagster.checks.unique_proof import MAX_NODES
+
+    shallow = deep = spark.range(5)
+    for n in range(MAX_NODES + 5):
+        deep = deep.select("id", F.lit(n).alias("x")).select("id")
+    for n in range(10):
+        shallow = shallow.select("id", F.lit(n).alias("x")).select("id")
+    assert proved_unique(shallow, ["id"]) is not None
+    assert proved_unique(deep, ["id"]) is None
