@@ -15,10 +15,12 @@ its row rules into one `observe` and its aggregates into one `select`:
   count and the number of rows failing *any* predicate. Each observed aggregate is updated row
   by row outside whole-stage code generation, so one aggregate per check (as before) cost
   about as much as the write itself; two cost almost nothing.
-- after the write, at most one query over the stored version, reading only the columns it
-  needs: per-check failing rows and up to `failure_cases` examples (only when some row failed)
-  and uniqueness over the key columns (when declared), both as observations of one no-op
-  write: one Spark job, two with uniqueness (its shuffle), whatever the number of checks.
+- after the write, at most one query over the stored version, each part reading only the
+  columns it needs: per-check failing rows and up to `failure_cases` examples, observed on
+  the failing rows only (only when some row failed), and uniqueness over the key columns
+  (when declared and not proved by the Factory's plan, see `unique_proof`), as observations
+  of one no-op write: one Spark job, two with uniqueness (its shuffle), whatever the number
+  of checks.
 - opaque custom checks (a function returning one boolean, as pandera's PySpark checks do) run
   as pandera runs them, one check at a time; they report pass or fail only, so a check that
   can be a row predicate should be declared with `row_check` (counted, with failure cases).
@@ -581,7 +583,7 @@ def _row_predicates(
     """(index, check, failure predicate) of every row-level check Spark can analyse on `df`;
     the others are recorded in `broken` with the reason (a missing column, a wrong type)."""
     types = {f.name: f.dataType for f in df.schema.fields}
-    found: list[tuple[int, PlannedCheck, Column]] = []
+    candidates: list[tuple[int, PlannedCheck, Column]] = []
     for i, check in enumerate(plan.checks):
         if not check.row_level:
             continue
@@ -591,9 +593,23 @@ def _row_predicates(
             continue
         try:
             expr = check.failure_expr(types)
-            if expr is None:
-                continue
-            df.select(expr.alias("probe"))  # analysis only: no Spark job
+        except Exception as exc:
+            if broken is not None:
+                broken[check.name] = f"cannot evaluate on this output: {exc}".split("\n")[0]
+            continue
+        if expr is not None:
+            candidates.append((i, check, expr))
+    if not candidates:
+        return []
+    try:  # one analysis for all (no Spark job); one per predicate only to find the bad ones
+        df.select(*[e.alias(f"probe{n}") for n, (_, _, e) in enumerate(candidates)])
+        return candidates
+    except Exception:
+        pass
+    found: list[tuple[int, PlannedCheck, Column]] = []
+    for i, check, expr in candidates:
+        try:
+            df.select(expr.alias("probe"))
         except Exception as exc:
             if broken is not None:
                 broken[check.name] = f"cannot evaluate on this output: {exc}".split("\n")[0]
@@ -624,6 +640,21 @@ def observed_exprs(plan: CheckPlan, df: DataFrame) -> tuple[list[Column], dict[s
     return exprs, broken
 
 
+def unique_proofs(plan: CheckPlan, df: DataFrame) -> dict[str, str]:
+    """Uniqueness checks that `df`'s Spark plan proves (check name -> why): they need no
+    Spark job (see `unique_proof`). Pass `df` as the Factory returned it: a stored version
+    read back from files proves nothing."""
+    from pysetl_dagster.checks.unique_proof import proved_unique
+
+    proofs: dict[str, str] = {}
+    for check in plan.checks:
+        if check.kind == "unique":
+            reason = proved_unique(df, (check.column or "").split(","))
+            if reason is not None:
+                proofs[check.name] = reason
+    return proofs
+
+
 def evaluate(
     plan: CheckPlan,
     written: DataFrame,
@@ -632,29 +663,40 @@ def evaluate(
     broken: Mapping[str, str] | None = None,
     previous_schema: Any = None,
     sample_fraction: float | None = None,
+    proved: Mapping[str, str] | None = None,
 ) -> list[CheckOutcome]:
     """Outcomes of every planned check on `written` (the stored version, read back lazily).
 
     `observed` holds what was observed during the write (`__rows`, `__failed_any`); when it
-    says no row failed, row-level checks need no Spark job. Otherwise, and for uniqueness, one
-    fused query over the stored version (see `_fused_pass`): at most two Spark jobs. Opaque
-    custom checks run one at a time, as pandera runs them.
+    says no row failed, row-level checks need no Spark job (nor any analysis of their
+    predicates: `broken` then already says which could not be evaluated). Otherwise, and for
+    uniqueness, one fused query over the stored version (see `_fused_pass`): at most two Spark
+    jobs. `proved`: uniqueness checks the Factory's plan proves (`unique_proofs`), not
+    computed. Opaque custom checks run one at a time, as pandera runs them.
     """
     broken = dict(broken or {})
-    predicates = _row_predicates(plan, written, broken)
+    proved = dict(proved or {})
     rows = observed.get(ROWS)
     failed_any = observed.get(FAILED_ANY)
-    need_counts = bool(predicates) and (failed_any is None or int(failed_any) > 0)
-    uniques = [c for c in plan.checks if c.kind == "unique" and c.name not in broken]
+    nothing_failed = failed_any is not None and int(failed_any) == 0
+    predicates = [] if nothing_failed else _row_predicates(plan, written, broken)
+    need_counts = bool(predicates)
+    uniques = [
+        c
+        for c in plan.checks
+        if c.kind == "unique" and c.name not in broken and c.name not in proved
+    ]
     sampled = sample_fraction is not None and 0 < sample_fraction < 1
     fused = _fused_pass(
         written,
         predicates if need_counts else [],
         [] if sampled else uniques,
         plan.validation.failure_cases,
+        count_rows=rows is None,
     )
     if sampled and uniques:  # uniqueness on a sample: its own query
-        fused.update(_fused_pass(_sampled(written, sample_fraction), [], uniques, 5))
+        sample = _sampled(written, sample_fraction)
+        fused.update(_fused_pass(sample, [], uniques, 5, count_rows=False))
     if rows is None:
         rows = fused.get(ROWS)
     rows = int(rows) if rows is not None else None
@@ -671,6 +713,11 @@ def evaluate(
             outcome = CheckOutcome(check, failing == 0, failing, rows, failure_cases=cases)
             if failing:
                 outcome.message = f"{failing} of {rows} row(s) fail {check.description}"
+            outcomes.append(outcome)
+        elif check.kind == "unique" and check.name in proved:
+            outcome = CheckOutcome(check, True, 0, rows)
+            outcome.extra["duplicate_groups"] = MetadataValue.int(0)
+            outcome.extra["evaluated_by"] = MetadataValue.text(proved[check.name])
             outcomes.append(outcome)
         elif check.kind == "unique":
             outcomes.append(_unique_outcome(check, fused, rows, sampled))
@@ -692,40 +739,64 @@ def _fused_pass(
     predicates: Sequence[tuple[int, PlannedCheck, Column]],
     uniques: Sequence[PlannedCheck],
     per_check: int,
+    *,
+    count_rows: bool = True,
 ) -> dict[str, Any]:
-    """One query over `df`, pruned to the columns it needs, run as a no-op write so that both
-    parts are observations of a single action: per-check failing rows and failure cases
-    (before the shuffle), and uniqueness over the key columns (after a group-by on them).
-    Spark jobs: 1 for the counts alone, 2 with uniqueness (the shuffle's map stage), 0 when
-    there is nothing to compute."""
+    """One query over `df`, run as a no-op write so that every part is an observation of a
+    single action, each part reading only the columns it needs:
+
+    - failing rows: the rows failing any row-level check are filtered first (one codegen'd
+      OR of the predicates, each evaluated once per row), and only those rows are observed:
+      per-check failing rows and up to `per_check` failure cases. Observed aggregates are
+      updated row by row outside code generation, so observing every row (as before) cost
+      several times the filter.
+    - uniqueness: `groupBy(keys).count() > 1`, observed after the shuffle (the key columns
+      only).
+
+    The two parts are branches of one `union` (the files are scanned once per branch).
+    Spark jobs: 1 without uniqueness, 2 with it (its shuffle's map stage), 0 when there is
+    nothing to compute. `count_rows`: also count every row (when the caller does not know
+    the row count already)."""
+    from functools import reduce
+
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     if not predicates and not uniques:
         return {}
     keys = [k for c in uniques for k in (c.column or "").split(",")]
-    needed = list(
-        dict.fromkeys(
-            [*keys, *(col for _, c, _ in predicates for col in c.case_columns(df.columns))]
-        )
-    )
-    query = df.select(*[F.col(c) for c in needed]) if needed else df
-    rows_seen, dups_seen = Observation(), Observation()
+    rows_seen, failing_seen, dups_seen = Observation(), Observation(), Observation()
     picks = [(k, pick) for k in range(_CASE_SALTS) for pick in (F.min_by, F.max_by)]
+    branches: list[DataFrame] = []
     if predicates:
-        aggregates = [F.count(F.lit(1)).alias(ROWS)]
-        for i, check, expr in predicates:
-            shown = check.case_columns(df.columns)
-            value = F.col(shown[0]) if len(shown) == 1 else F.struct(*[F.col(c) for c in shown])
-            aggregates.append(F.count_if(expr).alias(f"__c{i}"))
+        shown = {i: check.case_columns(df.columns) for i, check, _ in predicates}
+        needed = list(dict.fromkeys(col for cols in shown.values() for col in cols))
+        flags = {i: F.coalesce(expr, F.lit(False)) for i, _, expr in predicates}
+        # the flags in the projection over the scan: codegen'd, each predicate once per row,
+        # and the scan reads only the columns they and the failure cases name
+        scan = df.select(
+            *[F.col(c) for c in needed], *[flag.alias(f"__f{i}") for i, flag in flags.items()]
+        )
+        if count_rows:
+            scan = scan.observe(rows_seen, F.count(F.lit(1)).alias(ROWS))
+        failing = scan.where(reduce(lambda a, b: a | b, [F.col(f"__f{i}") for i in flags]))
+        aggregates = []
+        for i, _, _ in predicates:
+            flag = F.col(f"__f{i}")
+            cols = shown[i]
+            value = F.col(cols[0]) if len(cols) == 1 else F.struct(*[F.col(c) for c in cols])
+            aggregates.append(F.count_if(flag).alias(f"__c{i}"))
             for n, (k, pick) in enumerate(picks if per_check > 0 else []):
-                order = F.when(expr, F.xxhash64(value, F.lit(k)))
-                aggregates.append(pick(F.when(expr, value), order).alias(f"__k{i}_{n}"))
-        query = query.observe(rows_seen, *aggregates)
+                order = F.when(flag, F.xxhash64(value, F.lit(k)))
+                aggregates.append(pick(F.when(flag, value), order).alias(f"__k{i}_{n}"))
+        branches.append(failing.observe(failing_seen, *aggregates).select(F.lit(0).alias("_")))
     if uniques:
-        counted = query.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n")).where("__n > 1")
+        scan = df.select(*[F.col(k) for k in keys])
+        if count_rows and not predicates:
+            scan = scan.observe(rows_seen, F.count(F.lit(1)).alias(ROWS))
+        counted = scan.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n")).where("__n > 1")
         example = F.struct(*[F.col(k) for k in keys], F.col("__n").alias("count"))
-        query = counted.observe(
+        observed = counted.observe(
             dups_seen,
             F.count(F.lit(1)).alias("__groups"),
             F.sum("__n").alias("__dup_rows"),
@@ -734,16 +805,18 @@ def _fused_pass(
                 for n, (k, pick) in enumerate(picks)
             ],
         )
+        branches.append(observed.select(F.lit(0).alias("_")))
+    query = reduce(lambda a, b: a.unionAll(b), branches)
     query.write.format("noop").mode("overwrite").save()
     found: dict[str, Any] = {}
+    if count_rows:
+        found[ROWS] = rows_seen.get.get(ROWS)
     if predicates:
-        seen = rows_seen.get
-        found[ROWS] = seen.get(ROWS)
+        seen = failing_seen.get
         for i, check, _ in predicates:
-            found[f"__c{i}"] = seen.get(f"__c{i}")
-            shown = check.case_columns(df.columns)
+            found[f"__c{i}"] = seen.get(f"__c{i}") or 0
             values = [seen.get(f"__k{i}_{n}") for n in range(len(picks) if per_check > 0 else 0)]
-            cases = _distinct_cases(values, shown, check.column)
+            cases = _distinct_cases(values, shown[i], check.column)
             if check.kind == "nullable" and per_check > 0 and seen.get(f"__c{i}"):
                 cases = cases or [{"column": check.column, "value": None}]  # the value is null
             found[f"__cases{i}"] = cases[:per_check]

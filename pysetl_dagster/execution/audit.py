@@ -26,6 +26,7 @@ from pysetl_dagster.checks.plan import (
     evaluate,
     evaluate_pandas,
     observed_exprs,
+    unique_proofs,
 )
 from pysetl_dagster.errors import PySetlFactoryError
 from pysetl_dagster.execution.state import StepState
@@ -49,6 +50,8 @@ def write_and_audit(
     `recorded`: more aggregates to observe in the same write (for branching sensors)."""
     spark_plan = plan if plan is not None and plan.engine == "pyspark" else None
     exprs, broken = observed_exprs(spark_plan, output) if spark_plan else ([], {})
+    # before the write: the Factory's own plan, not the files read back, can prove uniqueness
+    proved = unique_proofs(spark_plan, output) if spark_plan else {}
     if recorded:
         exprs = [*(exprs or [F.count(F.lit(1)).alias("__rows")]), *recorded]
     location = storage.store.asset_dir(key, partition)
@@ -69,6 +72,7 @@ def write_and_audit(
                 broken=broken,
                 previous_schema=schema_of(previous, "schema"),
                 sample_fraction=_sample_fraction(spark_plan, storage),
+                proved=proved,
             )
     except BaseException:
         storage.store.abandon(stored)  # never published: do not leave it leased
@@ -87,7 +91,7 @@ def audit_in_memory(plan: CheckPlan | None, output: Any) -> list[CheckOutcome]:
         return evaluate_pandas(plan, output)
     if isinstance(output, DataFrame):  # one fused query: counts, cases, uniqueness
         _, broken = observed_exprs(plan, output)
-        return evaluate(plan, output, {}, broken=broken)
+        return evaluate(plan, output, {}, broken=broken, proved=unique_proofs(plan, output))
     return []
 
 
