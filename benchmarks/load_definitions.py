@@ -109,6 +109,28 @@ def load_seconds(n_factories: int) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
+def _upstreams(i: int, per_stage: int) -> range:
+    """The Factories the `i`-th reads, as in `synthetic_pipeline`: one or two of the Stage
+    before (none in the first Stage)."""
+    stage_index, position = divmod(i, per_stage)
+    if stage_index == 0:
+        return range(0)
+    previous = (stage_index - 1) * per_stage + position
+    return range(previous, previous + (2 if position + 1 < per_stage else 1))
+
+
+def _load_bare(tag: str, assets: list[Any], start: float, start_cpu: float) -> tuple[float, float]:
+    """One asset job over the bare assets, the `Definitions` validated and resolved as
+    `loaded_seconds` does; wall and CPU seconds since `start`."""
+    job = dg.define_asset_job(f"{tag}_assets", selection=dg.AssetSelection.groups(tag))
+    resources = {"pyspark": dg.ResourceDefinition.none_resource(), "io_manager": dg.mem_io_manager}
+    defs = dg.Definitions(assets=assets, jobs=[job], resources=resources)
+    dg.Definitions.validate_loadable(defs)
+    defs.resolve_asset_graph()
+    defs.resolve_all_job_defs()
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
 def dagster_only_seconds(n_factories: int, n_stages: int = 10) -> tuple[float, float]:
     """Dagster alone on the same shape, for comparison: one bare `multi_asset` per Factory
     (same inputs, `can_subset`, two resource keys), one asset job over all of them, the
@@ -118,12 +140,7 @@ def dagster_only_seconds(n_factories: int, n_stages: int = 10) -> tuple[float, f
     start, start_cpu = time.perf_counter(), time.process_time()
     assets = []
     for i in range(n_factories):
-        stage_index, position = divmod(i, per_stage)
-        ins = {}
-        if stage_index > 0:
-            previous = (stage_index - 1) * per_stage + position
-            for upstream in range(previous, previous + (2 if position + 1 < per_stage else 1)):
-                ins[f"in_{tag}_{upstream}"] = dg.AssetIn(key=f"{tag}_{upstream}")
+        ins = {f"in_{tag}_{u}": dg.AssetIn(key=f"{tag}_{u}") for u in _upstreams(i, per_stage)}
 
         def compute(context: AssetExecutionContext, **kwargs: Any) -> Any:
             yield dg.Output(None)
@@ -137,13 +154,7 @@ def dagster_only_seconds(n_factories: int, n_stages: int = 10) -> tuple[float, f
             dg.multi_asset(name=f"{tag}_{i}", outs={f"{tag}_{i}": out}, ins=ins,
                            can_subset=True, required_resource_keys=keys)(compute)
         )  # fmt: skip
-    job = dg.define_asset_job(f"{tag}_assets", selection=dg.AssetSelection.groups(tag))
-    resources = {"pyspark": dg.ResourceDefinition.none_resource(), "io_manager": dg.mem_io_manager}
-    defs = dg.Definitions(assets=assets, jobs=[job], resources=resources)
-    dg.Definitions.validate_loadable(defs)
-    defs.resolve_asset_graph()
-    defs.resolve_all_job_defs()
-    return time.perf_counter() - start, time.process_time() - start_cpu
+    return _load_bare(tag, assets, start, start_cpu)
 
 
 def _bare_compute(context: AssetExecutionContext, inputs: dict[str, Any]) -> Iterator[Any]:
@@ -164,12 +175,9 @@ def dagster_direct_seconds(n_factories: int, n_stages: int = 10) -> tuple[float,
     start, start_cpu = time.perf_counter(), time.process_time()
     assets = []
     for i in range(n_factories):
-        stage_index, position = divmod(i, per_stage)
-        keys_by_input_name = {}
-        if stage_index > 0:
-            previous = (stage_index - 1) * per_stage + position
-            for upstream in range(previous, previous + (2 if position + 1 < per_stage else 1)):
-                keys_by_input_name[f"in_{tag}_{upstream}"] = dg.AssetKey(f"{tag}_{upstream}")
+        keys_by_input_name = {
+            f"in_{tag}_{u}": dg.AssetKey(f"{tag}_{u}") for u in _upstreams(i, per_stage)
+        }
         name = f"{tag}_{i}"
         op = dg.OpDefinition(
             compute_fn=_bare_compute,
@@ -190,13 +198,7 @@ def dagster_direct_seconds(n_factories: int, n_stages: int = 10) -> tuple[float,
                 specs=[spec],
             )
         )
-    job = dg.define_asset_job(f"{tag}_assets", selection=dg.AssetSelection.groups(tag))
-    resources = {"pyspark": dg.ResourceDefinition.none_resource(), "io_manager": dg.mem_io_manager}
-    defs = dg.Definitions(assets=assets, jobs=[job], resources=resources)
-    dg.Definitions.validate_loadable(defs)
-    defs.resolve_asset_graph()
-    defs.resolve_all_job_defs()
-    return time.perf_counter() - start, time.process_time() - start_cpu
+    return _load_bare(tag, assets, start, start_cpu)
 
 
 #: Libraries only some users need: importing the definition API must not load them.
