@@ -221,6 +221,11 @@ def test_required_arguments_are_required_fields(tmp_path: Path) -> None:
     assert "        source: str\n" in code
     namespace: dict[str, Any] = {}
     exec(compile(code, "pipeline.py", "exec"), namespace)  # imports only: no Spark starts
+    # code run without a module of its own registers nothing to pickle by value (`__name__`
+    # is "builtins" there: registering it broke every later pickle of the test process)
+    from pyspark import cloudpickle
+
+    assert "builtins" not in cloudpickle.list_registry_pickle_by_value()
     command_line = namespace["COMMAND_LINE"]
     assert command_line.fields(["in.csv", "--verbose"]) == {"source": "in.csv", "verbose": True}
     read = namespace["ReadOrders"]

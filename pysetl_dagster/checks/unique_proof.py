@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pysetl_dagster.errors import PySetlError
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
@@ -97,8 +99,8 @@ MAX_NODES = 300
 """A plan deeper than this proves nothing (each node costs a few py4j calls)."""
 
 
-class _TooDeep(Exception):
-    pass
+class _TooDeep(PySetlError):
+    """A plan deeper than the node budget: it proves nothing (internal; never escapes)."""
 
 
 def _distinct_keys(plan: Any, reasons: list[str]) -> KeySets:

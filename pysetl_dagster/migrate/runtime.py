@@ -30,10 +30,16 @@ def ship_by_value(module: str) -> None:
     `__main__`: a worker never imports the generated package, so it needs it on no executor
     and never finds a same-named module instead (the original script, in the folder the
     workers start in, whose import would build a session on a worker)."""
+    found = sys.modules.get(module)
+    if found is None or module in sys.builtin_module_names or not getattr(found, "__file__", None):
+        # Code run without a module of its own (exec of the text: `__name__` then falls back
+        # to "builtins"): its functions pickle by value anyway, and registering builtins by
+        # value would break every later pickle of the process (deep recursion).
+        return
     from pyspark import cloudpickle
 
     register: Callable[[Any], None] = cloudpickle.register_pickle_by_value
-    register(sys.modules[module])
+    register(found)
 
 
 class ActiveSpark:
