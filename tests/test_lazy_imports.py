@@ -28,12 +28,13 @@ OPTIONAL = (
 )
 
 
-def _loaded_optional(code: str) -> list[str]:
-    """Run `code` in a fresh interpreter; the optional libraries it loaded."""
+def _loaded_optional(code: str, watched: tuple[str, ...] = OPTIONAL) -> list[str]:
+    """Run `code` in a fresh interpreter; which of the `watched` modules (by default the
+    optional libraries) it loaded."""
     probe = textwrap.dedent(code) + textwrap.dedent(
         f"""
         import json, sys
-        print(json.dumps([m for m in {OPTIONAL!r} if m in sys.modules]))
+        print(json.dumps([m for m in {watched!r} if m in sys.modules]))
         """
     )
     result = subprocess.run(
@@ -130,19 +131,7 @@ ON_USE = (
 
 
 def _loaded_on_use(code: str) -> list[str]:
-    probe = textwrap.dedent(code) + textwrap.dedent(
-        f"""
-        import json, sys
-        print(json.dumps([m for m in {ON_USE!r} if m in sys.modules]))
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
-        check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    loaded: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
-    return loaded
+    return _loaded_optional(code, ON_USE)
 
 
 def test_definition_api_loads_profiles_branching_and_the_step_only_when_used() -> None:
