@@ -53,6 +53,21 @@ def _binds(symbol: symtable.Symbol) -> bool:
     return symbol.is_assigned() or symbol.is_imported() or symbol.is_namespace()
 
 
+def assigned_or_imported(node: ast.AST) -> set[str]:
+    """Names anywhere under `node` that an assignment stores or an import binds (a dotted
+    import binds its first part)."""
+    names = {
+        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    names |= {
+        (a.asname or a.name).split(".")[0]
+        for n in ast.walk(node)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    }
+    return names
+
+
 def _declared_global_and_bound(tree: ast.Module) -> set[str]:
     """Names a function declares `global` and binds: module names once it has run."""
     names: set[str] = set()
@@ -60,15 +75,7 @@ def _declared_global_and_bound(tree: ast.Module) -> set[str]:
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         declared = {n for g in ast.walk(fn) if isinstance(g, ast.Global) for n in g.names}
-        stored = {
-            n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-        }
-        stored |= {
-            (a.asname or a.name).split(".")[0]
-            for imp in ast.walk(fn)
-            if isinstance(imp, ast.Import | ast.ImportFrom)
-            for a in imp.names
-        }
+        stored = assigned_or_imported(fn)
         stored |= {
             d.name
             for d in ast.walk(fn)

@@ -62,20 +62,14 @@ def databricks_script(text: str) -> tuple[str, dict[int, str], list[str]]:
     to Python: each is noted, not run; `%md` cells are documentation."""
     import ast
 
+    from pysetl_dagster.migrate.checks import assigned_or_imported
+
     lines = text.splitlines()
     try:
         tree = ast.parse(text)
     except SyntaxError:
         return text, {}, []  # the syntax error is reported by the analysis
-    bound = {
-        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-    }
-    bound |= {
-        (a.asname or a.name).split(".")[0]
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Import | ast.ImportFrom)
-        for a in n.names
-    }
+    bound = assigned_or_imported(tree)
     read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     needed = [name for name in _RUNTIME_NAMES if name in read and name not in bound]
     if "sc" in needed and "spark" not in needed and "spark" not in bound:
