@@ -23,7 +23,13 @@ Medians over the counted rounds (round 0 warms up). One JSON line per row (with
 {"native_s", "dagster_s", "ratio" (dagster/native), "cores"}.
 
     .venv/bin/python benchmarks/parallel.py [--rows 2000000] [--rounds 3] [--cores 2]
-        [--only one_core_each|fills_every_core]
+        [--only one_core_each|fills_every_core] [--breakdown]
+
+`--breakdown` (one_core_each, one Factory after another on both sides) says where Dagster's
+extra time per Factory goes: per Factory, the native write's wall time and Spark jobs against
+the Stage job's step (STEP_START to STEP_SUCCESS), the Factory's own run (`pysetl/*_s`), the
+stored write (`pysetl/store_s`) and the Spark jobs and executor time Spark itself counted
+under the step's label. Last line: the medians per Factory.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from typedspark import Column, DataSet, Schema  # noqa: E402
 
 from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
 from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
+from pysetl_dagster.spark.metrics import spark_metrics  # noqa: E402
 
 FACTORIES = 4
 KEYS = 1000
@@ -198,6 +205,101 @@ def measure(
             "dagster_sequential_s": round(s, 3)}  # fmt: skip
 
 
+def native_breakdown(spark: SparkSession, out: Path, round_: int) -> list[dict[str, float]]:
+    """PySetl's run, then each Factory's write timed alone, its Spark work counted by tag."""
+    with no_leaked_spark_labels(spark):
+        pipeline = build_pipeline().run()
+    rows = []
+    for part in PARTS:
+        output = pipeline.get_output(part)
+        assert output is not None, part
+        tag = f"bench-native-{round_}-{part.__name__}"
+        spark.addTag(tag)
+        try:
+            start = time.perf_counter()
+            output.write.parquet(str(out / part.__name__))
+            wall = time.perf_counter() - start
+        finally:
+            spark.removeTag(tag)
+        metrics = spark_metrics(spark, tag)
+        executor_s = metrics.get("spark/executor_run_time_ms", 0) / 1000
+        jobs = metrics.get("spark/jobs", 0)
+        rows.append({"wall_s": wall, "jobs": jobs, "executor_s": executor_s})
+    return rows
+
+
+def dagster_breakdown(
+    out: Path, instance: dg.DagsterInstance, conf: dict[str, Any]
+) -> list[dict[str, float]]:
+    """The Stage job one Factory after another; per step its events' and metadata's times."""
+    job = pysetl_pipeline(build_pipeline(), name="parallel_bench").stage_job
+    assert job is not None
+    result = job.execute_in_process(
+        instance=instance,
+        resources={
+            "pyspark": PySparkSessionResource(
+                stop_at_exit=False, spark_config=conf, max_concurrent_factories=1
+            ),
+            "io_manager": SparkParquetIOManager(base_path=str(out), cache=False),
+        },
+    )
+    assert result.success
+    events = result.all_events
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    for record in instance.all_logs(result.run_id):
+        event = record.dagster_event
+        if event is None or record.step_key is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[record.step_key] = record.timestamp
+        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+            ends[record.step_key] = record.timestamp
+    rows = []
+    for event in events:
+        if event.event_type != dg.DagsterEventType.ASSET_MATERIALIZATION:
+            continue
+        materialization = event.step_materialization_data.materialization
+        meta = {k: v.value for k, v in materialization.metadata.items()}
+        step = event.step_key or ""
+        row = {"step_s": ends.get(step, 0.0) - starts.get(step, 0.0)}
+        for key in ("pysetl/read_s", "pysetl/process_s", "pysetl/write_s", "pysetl/store_s",
+                    "pysetl/checks_s", "spark/jobs"):  # fmt: skip
+            if isinstance(meta.get(key), int | float):
+                row[key.split("/")[1]] = float(meta[key])  # type: ignore[arg-type]
+        if isinstance(meta.get("spark/executor_run_time_ms"), int | float):
+            row["executor_s"] = float(meta["spark/executor_run_time_ms"]) / 1000  # type: ignore[arg-type]
+        rows.append(row)
+    return rows
+
+
+def breakdown(spark: SparkSession, inputs: Path, rounds: int) -> None:
+    conf = {"spark.sql.shuffle.partitions": "1"}
+    spark.conf.set("spark.sql.shuffle.partitions", "1")
+    _Part.inputs = str(inputs)
+    native: list[dict[str, float]] = []
+    dagster: list[dict[str, float]] = []
+    with (
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+        dg.DagsterInstance.local_temp(tmp) as instance,
+    ):
+        for round_ in range(rounds + 1):  # round 0 warms caches and JIT, not counted
+            n = native_breakdown(spark, Path(tmp, f"native_{round_}"), round_)
+            d = dagster_breakdown(Path(tmp, f"dagster_{round_}"), instance, conf)
+            print(f"breakdown round {round_}: native {json.dumps(n)}", flush=True)
+            print(f"breakdown round {round_}: dagster {json.dumps(d)}", flush=True)
+            if round_:
+                native += n
+                dagster += d
+
+    def medians(rows: list[dict[str, float]]) -> dict[str, float]:
+        keys = sorted({k for r in rows for k in r})
+        return {k: round(statistics.median(r[k] for r in rows if k in r), 3) for k in keys}
+
+    print(json.dumps({"per_factory_native": medians(native),
+                      "per_factory_dagster": medians(dagster)}))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -209,6 +311,11 @@ def main() -> None:
         help="a cheap run (benchmarks/regression.py): --rows 100000 --rounds 1",
     )
     parser.add_argument("--only", choices=["one_core_each", "fills_every_core"])
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="where Dagster's extra time per Factory goes (one_core_each, sequential)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rows, args.rounds = 100_000, 1
@@ -220,6 +327,9 @@ def main() -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    if args.breakdown:
+        breakdown(spark, ensure_inputs(spark, args.rows, 1), args.rounds)
+        return
     if args.only != "one_core_each":
         split = ensure_inputs(spark, args.rows, args.cores)
         fills = measure(spark, split, args.cores, args.rounds, "fills_every_core")
