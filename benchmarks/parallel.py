@@ -55,8 +55,8 @@ from pyspark.sql.types import DoubleType, LongType, StringType  # noqa: E402
 from typedspark import Column, DataSet, Schema  # noqa: E402
 
 from pysetl_dagster import PySparkSessionResource, SparkParquetIOManager, pysetl_pipeline  # noqa: E402
-from pysetl_dagster.spark.labels import no_leaked_spark_labels  # noqa: E402
-from pysetl_dagster.spark.metrics import spark_metrics  # noqa: E402
+from pysetl_dagster.spark.labels import no_leaked_spark_labels, step_tag  # noqa: E402
+from pysetl_dagster.spark.metrics import spark_jobs, spark_metrics  # noqa: E402
 
 FACTORIES = 4
 KEYS = 1000
@@ -214,13 +214,13 @@ def native_breakdown(spark: SparkSession, out: Path, round_: int) -> list[dict[s
         output = pipeline.get_output(part)
         assert output is not None, part
         tag = f"bench-native-{round_}-{part.__name__}"
-        spark.addTag(tag)
+        spark.sparkContext.addJobTag(tag)  # the SparkContext's tag, as the step's labels are
         try:
             start = time.perf_counter()
             output.write.parquet(str(out / part.__name__))
             wall = time.perf_counter() - start
         finally:
-            spark.removeTag(tag)
+            spark.sparkContext.removeJobTag(tag)
         metrics = spark_metrics(spark, tag)
         executor_s = metrics.get("spark/executor_run_time_ms", 0) / 1000
         jobs = metrics.get("spark/jobs", 0)
@@ -229,11 +229,12 @@ def native_breakdown(spark: SparkSession, out: Path, round_: int) -> list[dict[s
 
 
 def dagster_breakdown(
-    out: Path, instance: dg.DagsterInstance, conf: dict[str, Any]
-) -> list[dict[str, float]]:
+    spark: SparkSession, out: Path, instance: dg.DagsterInstance, conf: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The Stage job one Factory after another; per step its events' and metadata's times."""
     job = pysetl_pipeline(build_pipeline(), name="parallel_bench").stage_job
     assert job is not None
+    start = time.perf_counter()
     result = job.execute_in_process(
         instance=instance,
         resources={
@@ -243,6 +244,7 @@ def dagster_breakdown(
             "io_manager": SparkParquetIOManager(base_path=str(out), cache=False),
         },
     )
+    job_s = time.perf_counter() - start
     assert result.success
     events = result.all_events
     starts: dict[str, float] = {}
@@ -262,7 +264,19 @@ def dagster_breakdown(
         materialization = event.step_materialization_data.materialization
         meta = {k: v.value for k, v in materialization.metadata.items()}
         step = event.step_key or ""
-        row = {"step_s": ends.get(step, 0.0) - starts.get(step, 0.0)}
+        factories = sum(
+            1 for e in events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+        # the Stage job is one op for the Stage: its duration shared by its Factories
+        row: dict[str, Any] = {
+            "job_share_s": job_s / factories,  # the whole execute_in_process, per Factory
+            "stage_step_share_s": (ends.get(step, 0.0) - starts.get(step, 0.0)) / factories,
+        }
+        asset = materialization.asset_key.to_user_string()
+        row["job_names"] = [
+            (job.description or "?")[:60]
+            for job in spark_jobs(spark, step_tag(result.run_id, asset))
+        ]
         for key in ("pysetl/read_s", "pysetl/process_s", "pysetl/write_s", "pysetl/store_s",
                     "pysetl/checks_s", "spark/jobs"):  # fmt: skip
             if isinstance(meta.get(key), int | float):
@@ -278,22 +292,22 @@ def breakdown(spark: SparkSession, inputs: Path, rounds: int) -> None:
     spark.conf.set("spark.sql.shuffle.partitions", "1")
     _Part.inputs = str(inputs)
     native: list[dict[str, float]] = []
-    dagster: list[dict[str, float]] = []
+    dagster: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
         dg.DagsterInstance.local_temp(tmp) as instance,
     ):
         for round_ in range(rounds + 1):  # round 0 warms caches and JIT, not counted
             n = native_breakdown(spark, Path(tmp, f"native_{round_}"), round_)
-            d = dagster_breakdown(Path(tmp, f"dagster_{round_}"), instance, conf)
+            d = dagster_breakdown(spark, Path(tmp, f"dagster_{round_}"), instance, conf)
             print(f"breakdown round {round_}: native {json.dumps(n)}", flush=True)
             print(f"breakdown round {round_}: dagster {json.dumps(d)}", flush=True)
             if round_:
                 native += n
                 dagster += d
 
-    def medians(rows: list[dict[str, float]]) -> dict[str, float]:
-        keys = sorted({k for r in rows for k in r})
+    def medians(rows: list[dict[str, Any]]) -> dict[str, float]:
+        keys = sorted({k for r in rows for k in r if isinstance(r[k], int | float)})
         return {k: round(statistics.median(r[k] for r in rows if k in r), 3) for k in keys}
 
     print(json.dumps({"per_factory_native": medians(native),
