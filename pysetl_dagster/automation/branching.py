@@ -35,6 +35,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -43,6 +44,7 @@ from typing import Any, Literal
 from dagster import (
     AssetKey,
     AssetObservation,
+    DagsterError,
     DefaultSensorStatus,
     EnvVar,
     MetadataValue,
@@ -72,6 +74,7 @@ from pysetl_dagster.automation.conditions import (
 from pysetl_dagster.automation.target import AutomationTarget
 from pysetl_dagster.errors import PySetlDefinitionError, PySetlFactoryError
 from pysetl_dagster.metadata import MetadataKey, TagKey
+from pysetl_dagster.spark.connect import lost_server_note
 from pysetl_dagster.translation.graph import FactoryNode
 from pysetl_dagster.translation.links import link_of
 from pysetl_dagster.translation.specs import FactoryRef, TranslatedPipeline
@@ -282,7 +285,12 @@ class Decision:
 
 @dataclass
 class TickEnv:
-    """What one tick may look at; it starts Spark only when a decision needs it."""
+    """What one tick may look at; it starts Spark only when a decision needs it.
+
+    The resources it builds stay set up until `close` (the end of the tick): a Spark Connect
+    session is the tick's own, created on the server when a decision needs one aggregate and
+    released there when the tick ends (a code server evaluates a sensor every 30 s for
+    months: a session per tick left open would pile up on the server)."""
 
     pipeline: AutomationTarget
     context: SensorEvaluationContext
@@ -292,30 +300,36 @@ class TickEnv:
     spark_jobs: int = 0
     _storage: Any = None
     _spark: Any = None
+    _resources: ExitStack = field(default_factory=ExitStack)
 
     def storage(self) -> Any:
         if self._storage is None:
-            self._storage = _resource(self.context, self.io_manager_key)
+            self._storage = _resource(self.context, self.io_manager_key, self._resources)
         return self._storage
 
     def spark(self) -> Any:
         if self._spark is None:
-            resource = _resource(self.context, "pyspark")
+            resource = _resource(self.context, "pyspark", self._resources)
             self._spark = resource.spark_session
         return self._spark
 
+    def close(self) -> None:
+        """Tear the resources down (a Connect session is released on its server)."""
+        self._resources.close()
 
-def _resource(context: SensorEvaluationContext, key: str) -> Any:
-    """A resource of the code location, built on demand (a sensor that needs no Spark starts
-    none: Dagster would set up every required resource at each tick)."""
+
+def _resource(context: SensorEvaluationContext, key: str, stack: ExitStack) -> Any:
+    """A resource of the code location, built on demand and set up until `stack` closes (a
+    sensor that needs no Spark starts none: Dagster would set up every required resource at
+    each tick)."""
     repository = context.repository_def
     defs = repository.get_top_level_resources() if repository is not None else {}
     if key not in defs:
         raise PySetlDefinitionError(
             f"The branching sensor needs the resource {key!r}; pass it to build_definitions."
         )
-    with build_resources({key: defs[key]}, instance=context.instance) as built:
-        return getattr(built, key)
+    built = stack.enter_context(build_resources({key: defs[key]}, instance=context.instance))
+    return getattr(built, key)
 
 
 def resolve_flag(value: Flag) -> Any:
@@ -439,6 +453,18 @@ def _dependents(translated: TranslatedPipeline, nodes: set[FactoryNode]) -> set[
     return found
 
 
+def _cause(exc: BaseException, env: TickEnv) -> str:
+    """What went wrong, in words: the error a resource raised rather than Dagster's wrapper
+    around it ("Error executing resource_fn ..."), and, when the Spark Connect server went
+    away under the aggregate, that it did and how to start it again."""
+    cause: BaseException = exc
+    while isinstance(cause, DagsterError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = f"{type(cause).__name__}: {cause}"
+    note = lost_server_note(env._spark, cause) if env._spark is not None else None
+    return f"{text} ({note})" if note is not None and note not in text else text
+
+
 def decide_tick(
     pipeline: AutomationTarget,
     env: TickEnv,
@@ -468,7 +494,7 @@ def decide_tick(
                 raise PySetlFactoryError(
                     f"Branching sensor of pipeline {pipeline.name!r}: Factory {node.name} "
                     f"(asset {key.to_user_string()}): evaluating its {kind} "
-                    f"{resolved.condition.describe()} failed: {type(exc).__name__}: {exc}. "
+                    f"{resolved.condition.describe()} failed: {_cause(exc, env)}. "
                     "Fix the condition (or what it reads); the tick fails rather than skip."
                 ) from exc
             deferred = any(leaf.cost == "run" for leaf in leaves)
@@ -740,10 +766,13 @@ class BranchingSensor:
         counts: dict[str, int] = cursor.get("ab", {})
         ab_reasons = self._assign(values, counts, partition)
         env = TickEnv(self.pipeline, context, values, partition, self.io_manager_key)
-        plan = decide_tick(self.pipeline, env, self.conditioned)
-        plan.spark_jobs = env.spark_jobs
-        if plan.selection:
-            plan.inputs = input_versions(self.pipeline, env, plan)
+        try:
+            plan = decide_tick(self.pipeline, env, self.conditioned)
+            plan.spark_jobs = env.spark_jobs
+            if plan.selection:
+                plan.inputs = input_versions(self.pipeline, env, plan)
+        finally:
+            env.close()
         decided = "; ".join(f"{d.summary} ({d.reason})" for d in plan.decisions)
         context.log.info(
             f"{len(plan.decisions)} decision(s) in {time.perf_counter() - started:.3f} s, "
