@@ -187,6 +187,11 @@ def condition_tag(key: AssetKey) -> str:
     return compliant_tag(TagKey.CONDITION_PREFIX, key.to_python_identifier())
 
 
+def decided_on_tag(key: AssetKey) -> str:
+    """The run tag naming the stored version of `key` a branching sensor decided on."""
+    return compliant_tag(TagKey.DECIDED_ON_PREFIX, key.to_python_identifier())
+
+
 def decided_verdict(tags: Mapping[str, str], key: AssetKey) -> Verdict | None:
     """The decision a branching sensor took for this asset before the run, if it did."""
     if TagKey.DECIDED_BY not in tags:
@@ -301,6 +306,9 @@ class TickEnv:
     _storage: Any = None
     _spark: Any = None
     _resources: ExitStack = field(default_factory=ExitStack)
+    decided_on: dict[AssetKey, str] = field(default_factory=dict)
+    """Asset -> the stored version a decision read or the run would read (the run's steps
+    check that they read these)."""
 
     def storage(self) -> Any:
         if self._storage is None:
@@ -410,6 +418,7 @@ def _decide_data(
         reason = f"{text}: {name} has no stored version yet (materialize {key.to_user_string()})"
         return Verdict(False, reason), [Leaf(text, None, "no stored version", "manifest")]
     version = str(manifest["version"])
+    env.decided_on[key] = version
     recorded = manifest.get("aggregates") or {}
     agg_name = condition_aggregate_name(condition)
     if agg_name in recorded:
@@ -442,6 +451,8 @@ class Plan:
     flags: dict[str, Any]
     spark_jobs: int
     inputs: list[str] = field(default_factory=list)
+    decided_on: dict[AssetKey, str] = field(default_factory=dict)
+    """Asset -> the stored version the decisions and the run's reads rest on."""
 
 
 def _dependents(translated: TranslatedPipeline, nodes: set[FactoryNode]) -> set[FactoryNode]:
@@ -528,7 +539,10 @@ def input_versions(pipeline: AutomationTarget, env: TickEnv, plan: Plan) -> list
     found = []
     for key in sorted(keys, key=lambda k: k.to_user_string()):
         manifest = env.storage().store.current_manifest(key, env.partition)
-        found.append(f"{key.to_user_string()}@{(manifest or {}).get('version')}")
+        version = (manifest or {}).get("version")
+        found.append(f"{key.to_user_string()}@{version}")
+        if version is not None:
+            env.decided_on[key] = str(version)
     return found
 
 
@@ -617,6 +631,8 @@ def run_tags(sensor_name: str, plan: Plan, ab_reasons: Mapping[str, str]) -> dic
             )
     for flag, reason in ab_reasons.items():
         tags[compliant_tag(TagKey.AB_PREFIX, flag)] = _tag_value(reason)
+    for key, version in plan.decided_on.items():
+        tags[decided_on_tag(key)] = version
     return tags
 
 
@@ -773,6 +789,7 @@ class BranchingSensor:
                 plan.inputs = input_versions(self.pipeline, env, plan)
         finally:
             env.close()
+        plan.decided_on = dict(env.decided_on)
         decided = "; ".join(f"{d.summary} ({d.reason})" for d in plan.decisions)
         context.log.info(
             f"{len(plan.decisions)} decision(s) in {time.perf_counter() - started:.3f} s, "
@@ -845,6 +862,7 @@ __all__ = [
     "alternate",
     "branch_sensor",
     "condition_aggregate_name",
+    "decided_on_tag",
     "decided_verdict",
     "hash_of_partition",
     "ratio",
