@@ -8,7 +8,9 @@ Factories whose conditions hold plus their dependents, or returns a `SkipReason`
 condition, what it read and its value. A false condition so costs no run, no process and no
 JVM, and the decision is in the Automation tab (tick history) and on the run (tags
 `pysetl/branch_taken`, `pysetl/condition.<asset>`). The step of a run the sensor launched reads
-the decision from those tags instead of evaluating the condition again.
+the decision from those tags instead of evaluating the condition again, and checks that it
+reads the upstream versions the decision rests on (`pysetl/decided_on.<asset>`): one written
+after the tick fails the step (execution/decide.py), and the next tick decides on it.
 
 Why decisions are cheap:
 
@@ -20,7 +22,8 @@ Why decisions are cheap:
   observed during the upstream's write (`DataFrame.observe`: no extra Spark job) and kept in
   the manifest, so the sensor decides with no Spark job at all. A version written before the
   condition existed is decided by ONE Spark aggregate on the stored version, on the session
-  the pipeline's `pyspark` resource gives (classic or Spark Connect), started only then;
+  the pipeline's `pyspark` resource gives (classic, or Spark Connect: then the sensor's
+  process starts no JVM), started only then and torn down at the tick's end;
 - external decisions (`when_external`) call a function or an HTTP endpoint with a timeout.
 
 A condition whose evaluation fails fails the tick with the Factory, the condition and the
