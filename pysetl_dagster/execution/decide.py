@@ -90,7 +90,7 @@ def _versions_read(state: StepState) -> dict[AssetKey, str | None]:
                 str(manifest["version"]) if manifest is not None else current(key, state.partition)
             )
         elif (link := link_of(source)) is not None:
-            found[link.key] = current(link.key, None)  # read unpartitioned (inputs.py)
+            found[link.key] = current(link.key, state.partition)  # as the sensor read it
     for decided in (translated.conditions.get(node), translated.branches.get(node)):
         for factory in decided.condition.factories() if decided is not None else ():
             upstream = translated.find_factories([factory], f"Factory {node.name}")[0]
