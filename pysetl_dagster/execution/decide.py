@@ -63,7 +63,7 @@ def check_decided_versions(state: StepState) -> None:
             f"Factory {state.node.name} (asset {state.asset}): branching sensor {sensor} "
             f"decided this run on {name} version {decided}, but this step reads {name} "
             f"version {version} (written after the sensor's tick), for which the decision may "
-            "not hold, so the run stops here and writes nothing. The sensor's next tick "
+            "not hold, so this step fails and writes nothing. The sensor's next tick "
             f"decides on version {version} and requests the run it needs; to run on it "
             "regardless, launch the job by hand (its steps then decide for themselves)."
         )
