@@ -106,6 +106,9 @@ class TagKey:
     Dagster deprecates tag keys with two.)"""
     DECIDED_BY: Final = "pysetl/decided_by"
     """Run tag: the branching sensor that decided the run's conditions."""
+    DECIDED_ON_PREFIX: Final = "pysetl/decided_on."
+    """Run tag `pysetl/decided_on.<asset>`: the stored version of an upstream asset a branching
+    sensor decided on; the run's steps fail if they would read another one."""
     FAILURE_FACTORIES: Final = "pysetl/failure_factories"
     """Run tag: the Factories of the failed run."""
     FAILURE_HOOK: Final = "pysetl/failure_hook"

@@ -8,7 +8,9 @@ Factories whose conditions hold plus their dependents, or returns a `SkipReason`
 condition, what it read and its value. A false condition so costs no run, no process and no
 JVM, and the decision is in the Automation tab (tick history) and on the run (tags
 `pysetl/branch_taken`, `pysetl/condition.<asset>`). The step of a run the sensor launched reads
-the decision from those tags instead of evaluating the condition again.
+the decision from those tags instead of evaluating the condition again, and checks that it
+reads the upstream versions the decision rests on (`pysetl/decided_on.<asset>`): one written
+after the tick fails the step (execution/decide.py), and the next tick decides on it.
 
 Why decisions are cheap:
 
@@ -20,7 +22,8 @@ Why decisions are cheap:
   observed during the upstream's write (`DataFrame.observe`: no extra Spark job) and kept in
   the manifest, so the sensor decides with no Spark job at all. A version written before the
   condition existed is decided by ONE Spark aggregate on the stored version, on the session
-  the pipeline's `pyspark` resource gives (classic or Spark Connect), started only then;
+  the pipeline's `pyspark` resource gives (classic, or Spark Connect: then the sensor's
+  process starts no JVM), started only then and torn down at the tick's end;
 - external decisions (`when_external`) call a function or an HTTP endpoint with a timeout.
 
 A condition whose evaluation fails fails the tick with the Factory, the condition and the
@@ -35,6 +38,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -43,6 +47,7 @@ from typing import Any, Literal
 from dagster import (
     AssetKey,
     AssetObservation,
+    DagsterError,
     DefaultSensorStatus,
     EnvVar,
     MetadataValue,
@@ -72,6 +77,7 @@ from pysetl_dagster.automation.conditions import (
 from pysetl_dagster.automation.target import AutomationTarget
 from pysetl_dagster.errors import PySetlDefinitionError, PySetlFactoryError
 from pysetl_dagster.metadata import MetadataKey, TagKey
+from pysetl_dagster.spark.connect import lost_server_note
 from pysetl_dagster.translation.graph import FactoryNode
 from pysetl_dagster.translation.links import link_of
 from pysetl_dagster.translation.specs import FactoryRef, TranslatedPipeline
@@ -184,6 +190,11 @@ def condition_tag(key: AssetKey) -> str:
     return compliant_tag(TagKey.CONDITION_PREFIX, key.to_python_identifier())
 
 
+def decided_on_tag(key: AssetKey) -> str:
+    """The run tag naming the stored version of `key` a branching sensor decided on."""
+    return compliant_tag(TagKey.DECIDED_ON_PREFIX, key.to_python_identifier())
+
+
 def decided_verdict(tags: Mapping[str, str], key: AssetKey) -> Verdict | None:
     """The decision a branching sensor took for this asset before the run, if it did."""
     if TagKey.DECIDED_BY not in tags:
@@ -282,7 +293,12 @@ class Decision:
 
 @dataclass
 class TickEnv:
-    """What one tick may look at; it starts Spark only when a decision needs it."""
+    """What one tick may look at; it starts Spark only when a decision needs it.
+
+    The resources it builds stay set up until `close` (the end of the tick): a Spark Connect
+    session is the tick's own, created on the server when a decision needs one aggregate and
+    released there when the tick ends (a code server evaluates a sensor every 30 s for
+    months: a session per tick left open would pile up on the server)."""
 
     pipeline: AutomationTarget
     context: SensorEvaluationContext
@@ -292,30 +308,39 @@ class TickEnv:
     spark_jobs: int = 0
     _storage: Any = None
     _spark: Any = None
+    _resources: ExitStack = field(default_factory=ExitStack)
+    decided_on: dict[AssetKey, str] = field(default_factory=dict)
+    """Asset -> the stored version a decision read or the run would read (the run's steps
+    check that they read these)."""
 
     def storage(self) -> Any:
         if self._storage is None:
-            self._storage = _resource(self.context, self.io_manager_key)
+            self._storage = _resource(self.context, self.io_manager_key, self._resources)
         return self._storage
 
     def spark(self) -> Any:
         if self._spark is None:
-            resource = _resource(self.context, "pyspark")
+            resource = _resource(self.context, "pyspark", self._resources)
             self._spark = resource.spark_session
         return self._spark
 
+    def close(self) -> None:
+        """Tear the resources down (a Connect session is released on its server)."""
+        self._resources.close()
 
-def _resource(context: SensorEvaluationContext, key: str) -> Any:
-    """A resource of the code location, built on demand (a sensor that needs no Spark starts
-    none: Dagster would set up every required resource at each tick)."""
+
+def _resource(context: SensorEvaluationContext, key: str, stack: ExitStack) -> Any:
+    """A resource of the code location, built on demand and set up until `stack` closes (a
+    sensor that needs no Spark starts none: Dagster would set up every required resource at
+    each tick)."""
     repository = context.repository_def
     defs = repository.get_top_level_resources() if repository is not None else {}
     if key not in defs:
         raise PySetlDefinitionError(
             f"The branching sensor needs the resource {key!r}; pass it to build_definitions."
         )
-    with build_resources({key: defs[key]}, instance=context.instance) as built:
-        return getattr(built, key)
+    built = stack.enter_context(build_resources({key: defs[key]}, instance=context.instance))
+    return getattr(built, key)
 
 
 def resolve_flag(value: Flag) -> Any:
@@ -396,6 +421,7 @@ def _decide_data(
         reason = f"{text}: {name} has no stored version yet (materialize {key.to_user_string()})"
         return Verdict(False, reason), [Leaf(text, None, "no stored version", "manifest")]
     version = str(manifest["version"])
+    env.decided_on[key] = version
     recorded = manifest.get("aggregates") or {}
     agg_name = condition_aggregate_name(condition)
     if agg_name in recorded:
@@ -428,6 +454,8 @@ class Plan:
     flags: dict[str, Any]
     spark_jobs: int
     inputs: list[str] = field(default_factory=list)
+    decided_on: dict[AssetKey, str] = field(default_factory=dict)
+    """Asset -> the stored version the decisions and the run's reads rest on."""
 
 
 def _dependents(translated: TranslatedPipeline, nodes: set[FactoryNode]) -> set[FactoryNode]:
@@ -437,6 +465,18 @@ def _dependents(translated: TranslatedPipeline, nodes: set[FactoryNode]) -> set[
         if any(r.source in found for r in graph.inputs[node]):
             found.add(node)
     return found
+
+
+def _cause(exc: BaseException, env: TickEnv) -> str:
+    """What went wrong, in words: the error a resource raised rather than Dagster's wrapper
+    around it ("Error executing resource_fn ..."), and, when the Spark Connect server went
+    away under the aggregate, that it did and how to start it again."""
+    cause: BaseException = exc
+    while isinstance(cause, DagsterError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = f"{type(cause).__name__}: {cause}"
+    note = lost_server_note(env._spark, cause) if env._spark is not None else None
+    return f"{text} ({note})" if note is not None and note not in text else text
 
 
 def decide_tick(
@@ -468,7 +508,7 @@ def decide_tick(
                 raise PySetlFactoryError(
                     f"Branching sensor of pipeline {pipeline.name!r}: Factory {node.name} "
                     f"(asset {key.to_user_string()}): evaluating its {kind} "
-                    f"{resolved.condition.describe()} failed: {type(exc).__name__}: {exc}. "
+                    f"{resolved.condition.describe()} failed: {_cause(exc, env)}. "
                     "Fix the condition (or what it reads); the tick fails rather than skip."
                 ) from exc
             deferred = any(leaf.cost == "run" for leaf in leaves)
@@ -502,7 +542,10 @@ def input_versions(pipeline: AutomationTarget, env: TickEnv, plan: Plan) -> list
     found = []
     for key in sorted(keys, key=lambda k: k.to_user_string()):
         manifest = env.storage().store.current_manifest(key, env.partition)
-        found.append(f"{key.to_user_string()}@{(manifest or {}).get('version')}")
+        version = (manifest or {}).get("version")
+        found.append(f"{key.to_user_string()}@{version}")
+        if version is not None:
+            env.decided_on[key] = str(version)
     return found
 
 
@@ -591,6 +634,8 @@ def run_tags(sensor_name: str, plan: Plan, ab_reasons: Mapping[str, str]) -> dic
             )
     for flag, reason in ab_reasons.items():
         tags[compliant_tag(TagKey.AB_PREFIX, flag)] = _tag_value(reason)
+    for key, version in plan.decided_on.items():
+        tags[decided_on_tag(key)] = version
     return tags
 
 
@@ -740,10 +785,14 @@ class BranchingSensor:
         counts: dict[str, int] = cursor.get("ab", {})
         ab_reasons = self._assign(values, counts, partition)
         env = TickEnv(self.pipeline, context, values, partition, self.io_manager_key)
-        plan = decide_tick(self.pipeline, env, self.conditioned)
-        plan.spark_jobs = env.spark_jobs
-        if plan.selection:
-            plan.inputs = input_versions(self.pipeline, env, plan)
+        try:
+            plan = decide_tick(self.pipeline, env, self.conditioned)
+            plan.spark_jobs = env.spark_jobs
+            if plan.selection:
+                plan.inputs = input_versions(self.pipeline, env, plan)
+        finally:
+            env.close()
+        plan.decided_on = dict(env.decided_on)
         decided = "; ".join(f"{d.summary} ({d.reason})" for d in plan.decisions)
         context.log.info(
             f"{len(plan.decisions)} decision(s) in {time.perf_counter() - started:.3f} s, "
@@ -816,6 +865,7 @@ __all__ = [
     "alternate",
     "branch_sensor",
     "condition_aggregate_name",
+    "decided_on_tag",
     "decided_verdict",
     "hash_of_partition",
     "ratio",

@@ -3,15 +3,19 @@ version be reused instead (no Spark job)?"""
 
 from __future__ import annotations
 
-from pysetl_dagster.automation.branching import decided_verdict
+from dagster import AssetKey
+
+from pysetl_dagster.automation.branching import decided_on_tag, decided_verdict
 from pysetl_dagster.automation.conditions import (
     alternative,
     choose_branch,
     evaluate_condition,
     skipped_upstream,
 )
+from pysetl_dagster.errors import PySetlFactoryError
 from pysetl_dagster.execution.inputs import linked_manifests
 from pysetl_dagster.execution.state import StepState
+from pysetl_dagster.metadata import TagKey
 from pysetl_dagster.spark.labels import asset_scope
 from pysetl_dagster.storage.caching import (
     CACHE_TAG,
@@ -23,7 +27,7 @@ from pysetl_dagster.storage.caching import (
     force_requested,
 )
 from pysetl_dagster.translation.graph import FactoryNode
-from pysetl_dagster.translation.links import without_links
+from pysetl_dagster.translation.links import link_of, without_links
 from pysetl_dagster.translation.specs import input_name
 
 
@@ -36,6 +40,63 @@ def gather_inputs(state: StepState) -> None:
         if isinstance(resolved.source, FactoryNode):
             values[resolved.attribute] = state.loaded[input_name(translated, resolved.source)]
     state.values = values
+
+
+def check_decided_versions(state: StepState) -> None:
+    """A run a branching sensor requested reads the stored versions the sensor decided on.
+
+    The sensor decides on the upstream versions stored at its tick (tags
+    `pysetl/decided_on.<asset>`); a newer version written between the tick and this step may
+    not satisfy the same conditions, so the step fails naming both versions rather than run
+    a branch decided for other data. The sensor's next tick decides on the new version."""
+    tags = state.context.run.tags
+    sensor = tags.get(TagKey.DECIDED_BY)
+    storage = state.storage
+    if sensor is None or storage is None:
+        return
+    for key, version in _versions_read(state).items():
+        decided = tags.get(decided_on_tag(key))
+        if decided is None or version == decided:
+            continue
+        name = key.to_user_string()
+        raise PySetlFactoryError(
+            f"Factory {state.node.name} (asset {state.asset}): branching sensor {sensor} "
+            f"decided this run on {name} version {decided}, but this step reads {name} "
+            f"version {version} (written after the sensor's tick), for which the decision may "
+            "not hold, so this step fails and writes nothing. The sensor's next tick "
+            f"decides on version {version} and requests the run it needs; to run on it "
+            "regardless, launch the job by hand (its steps then decide for themselves)."
+        )
+
+
+def _versions_read(state: StepState) -> dict[AssetKey, str | None]:
+    """Asset -> the stored version this step reads of it: each upstream input (the version
+    the IO manager loaded), each linked input, and what its data conditions read (current)."""
+    storage, translated, node = state.storage, state.translated, state.node
+    assert storage is not None
+    found: dict[AssetKey, str | None] = {}
+
+    def current(key: AssetKey, partition: str | None) -> str | None:
+        manifest = storage.store.current_manifest(key, partition)
+        return None if manifest is None else str(manifest["version"])
+
+    for resolved in translated.graph.inputs[node]:
+        source = resolved.source
+        if isinstance(source, FactoryNode):
+            key = translated.key_of(source)
+            value = state.loaded.get(input_name(translated, source))
+            manifest = storage.loaded_manifest(value) if value is not None else None
+            found[key] = (
+                str(manifest["version"]) if manifest is not None else current(key, state.partition)
+            )
+        elif (link := link_of(source)) is not None:
+            found[link.key] = current(link.key, state.partition)  # as the sensor read it
+    for decided in (translated.conditions.get(node), translated.branches.get(node)):
+        for factory in decided.condition.factories() if decided is not None else ():
+            upstream = translated.find_factories([factory], f"Factory {node.name}")[0]
+            key = translated.key_of(upstream)
+            found.setdefault(key, current(key, state.partition))
+    return found
 
 
 def decide_skip(state: StepState) -> None:

@@ -42,6 +42,7 @@ from pysetl_dagster.execution.audit import (
     write_and_audit,
 )
 from pysetl_dagster.execution.decide import (
+    check_decided_versions,
     decide_branch,
     decide_cache,
     decide_skip,
@@ -101,6 +102,7 @@ def factory_step(
         return
 
     gather_inputs(state)
+    check_decided_versions(state)
     decide_skip(state)
     if state.skip_reason is not None:  # no output, shown as skipped, not failed
         yield from skip(state)

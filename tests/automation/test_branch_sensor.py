@@ -1,7 +1,8 @@
 """Branching sensors evaluated in-process (`build_sensor_context` on real Definitions, real
 storage, the test SparkSession): decisions from the manifest with no Spark job, the one-aggregate
-fallback, A/B rules and the variants' comparison, external decisions over HTTP, and a run that
-takes the sensor's decision instead of evaluating its branch again. The daemon's view is in
+fallback, A/B rules and the variants' comparison, external decisions over HTTP, a run that
+takes the sensor's decision instead of evaluating its branch again, and one that fails because
+its upstream got a newer version than the one decided on. The daemon's view is in
 `test_branch_sensor_daemon.py`."""
 
 from __future__ import annotations
@@ -100,6 +101,51 @@ def test_decisions_from_the_manifest_take_no_spark_job_and_ab_compares_variants(
             in fallback.tags["pysetl/condition.many_doubled"]
         )
         assert fallback.run_key == request.run_key  # the same inputs and values
+
+
+def test_a_run_on_a_newer_upstream_version_than_decided_on_fails_and_the_next_tick_redecides(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The run a tick requested names the versions it decided on; a version written between
+    the tick and the run fails the run's step naming both, and the next tick decides anew."""
+    storage = tmp_path / "storage"
+    defs = build(str(storage), PySparkSessionResource(master="local[2]", stop_at_exit=False))
+    job = defs.resolve_job_def("gate_assets")
+    numbers = [dg.AssetKey("numbers")]
+
+    def store_numbers(n: int) -> str:
+        config = {"ops": {"numbers": {"config": {"n": n}}}}
+        assert job.execute_in_process(config, instance=instance, asset_selection=numbers).success
+        return str(json.loads((storage / "numbers" / "_current.json").read_text())["version"])
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        five = store_numbers(5)
+        tick = _tick(defs, "gate_branching", instance)
+        (request,) = tick.run_requests or []
+        assert request.tags["pysetl/decided_on.numbers"] == five
+        one = store_numbers(1)  # before the requested run starts
+
+        stale = job.execute_in_process(
+            instance=instance,
+            asset_selection=request.asset_selection,
+            tags=request.tags,
+            raise_on_error=False,
+        )
+        assert not stale.success
+        (failure,) = stale.get_step_failure_events()
+        error = failure.step_failure_data.error
+        assert error is not None
+        message = error.to_string()
+        assert (
+            "Factory ManyDoubled (asset many_doubled): branching sensor gate_branching decided "
+            f"this run on numbers version {five}, but this step reads numbers version {one}"
+        ) in message, message
+        assert not (storage / "many_doubled").exists()  # nothing written
+
+        (redecided,) = _tick(defs, "gate_branching", instance, tick.cursor).run_requests or []
+        assert redecided.asset_selection == [dg.AssetKey("few_doubled")]
+        assert redecided.tags["pysetl/decided_on.numbers"] == one
+        # (a run on the version decided on succeeds: the daemon test's runs)
 
 
 def test_a_run_the_sensor_decided_takes_the_decision_instead_of_evaluating_again(
