@@ -128,6 +128,96 @@ def test_yaml_attributes_reach_the_assets_jobs_schedules_and_sensors(tmp_path: P
     assert io_manager.base_path == str(tmp_path / "store")
 
 
+def test_templates_profiles_linked_pipelines_and_every_sensor_kind_from_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three components built together as `dg` builds a project: a template instance
+    (`instance:` with `params`), a `profile:` with `profile_name:` (storage, Spark settings,
+    schedules on), a pipeline reading another's output (`pipeline_params`), and the three
+    sensor kinds; the `new_files` sensor's relative folder is found beside its defs.yaml."""
+    monkeypatch.delenv("PYSETL_DAGSTER_STORAGE", raising=False)
+    monkeypatch.delenv("PYSETL_DAGSTER_PROFILE", raising=False)
+    monkeypatch.delenv("PYSETL_DAGSTER_PROFILE_FILE", raising=False)
+    with create_defs_folder_sandbox() as sandbox:
+
+        def component(folder: str, **attributes: Any) -> Path:
+            return sandbox.scaffold_component(
+                PySetlPipelineComponent,
+                defs_path=folder,
+                defs_yaml_contents={
+                    "type": "pysetl_dagster.PySetlPipelineComponent",
+                    "attributes": attributes,
+                },
+            )
+
+        inbox = sandbox.defs_folder_path / "inbox"
+        (inbox / "drop").mkdir(parents=True)
+        (inbox / "profiles.yaml").write_text(
+            "base:\n  spark: {config: {spark.sql.shuffle.partitions: '3'}}\n"
+            "dev: {}\n"
+            f"staging:\n  storage: {{root: '{tmp_path / 'staging'}'}}\n"
+            "  schedules: {enabled: true}\n"
+        )
+        component(
+            "inbox",
+            pipeline="tests.fixtures.inbox_pipeline:build_inbox_pipeline",
+            params={"folder": str(inbox / "drop")},
+            profile="profiles.yaml",
+            profile_name="staging",
+            schedules=[{"cron": "0 1 * * *"}],
+            sensors=[{"kind": "new_files", "folder": "drop", "settle_seconds": 0, "running": True}],
+        )
+        component(
+            "report",
+            pipeline="tests.fixtures.inbox_pipeline:build_report_pipeline",
+            pipeline_params={"upstream": "inbox"},
+            sensors=[
+                {"kind": "upstream"},
+                {"kind": "failure", "hook": "tests.fixtures.component_refs:record_failure",
+                 "name": "report_alerts"},
+            ],
+        )  # fmt: skip
+        component(
+            "archive",
+            pipeline="tests.fixtures.component_refs:inbox_template",
+            instance="archive",
+            params={"folder": str(tmp_path / "archive")},
+            stage_job=False,
+        )
+        with sandbox.build_all_defs() as defs:
+            graph = defs.resolve_asset_graph()
+            keys = graph.get_all_asset_keys()
+            groups = {k.to_user_string(): graph.get(k).group_name for k in keys}
+            jobs = {j.name for j in defs.resolve_all_job_defs()}
+            schedules = {s.name: s for s in defs.schedules or []}
+            sensors = {s.name: s for s in defs.sensors or []}
+            # the template instance: pipeline <template>_<instance>, keys prefixed, no stage job
+            archive = {groups["archive/load_events"], groups["archive/event_totals"]}
+            assert archive == {"inbox_archive"}
+            assert "inbox_archive_assets" in jobs and "inbox_archive_stages" not in jobs
+            # the linked pipeline reads inbox's asset; inbox's own assets stay in its group
+            assert groups["totals_report"] == "report" and groups["event_totals"] == "inbox"
+            assert graph.get(dg.AssetKey("totals_report")).parent_keys == {
+                dg.AssetKey("event_totals")
+            }
+            # the profile: its storage root, its Spark settings, its schedules switched on
+            resources = defs.resources or {}
+            assert resources["io_manager"].base_path == str(tmp_path / "staging")
+            assert resources["pyspark"].spark_config == {"spark.sql.shuffle.partitions": "3"}
+            assert schedules["inbox_schedule"].default_status == dg.DefaultScheduleStatus.RUNNING
+            assert set(sensors) == {"inbox_new_files", "report_on_upstream", "report_alerts"}
+            assert sensors["inbox_new_files"].default_status == dg.DefaultSensorStatus.RUNNING
+            assert sensors["report_on_upstream"].default_status == dg.DefaultSensorStatus.STOPPED
+            assert isinstance(sensors["report_alerts"], dg.RunStatusSensorDefinition)
+            # a file dropped beside the defs.yaml (folder: drop) makes the sensor ask for a run
+            (inbox / "drop" / "a.csv").write_text("kind,amount\nx,1\n")
+            with dg.instance_for_test() as instance:
+                context = dg.build_sensor_context(instance=instance, definitions=defs)
+                result = sensors["inbox_new_files"].evaluate_tick(context)
+            (request,) = result.run_requests or []
+            assert dg.AssetKey("load_events") in (request.asset_selection or [])
+
+
 @pytest.mark.parametrize(
     ("attributes", "key", "says"),
     [
@@ -144,6 +234,19 @@ def test_yaml_attributes_reach_the_assets_jobs_schedules_and_sensors(tmp_path: P
             },
             "attributes.params",
             "does not accept",
+        ),
+        (
+            {
+                "pipeline": "tests.fixtures.numbers_pipeline:build_numbers_pipeline",
+                "sensors": [{"kind": "failure", "hook": "tests.fixtures.component_refs:nope"}],
+            },
+            "attributes.sensors",
+            "has no attribute 'nope'",
+        ),
+        (
+            {"pipeline": "tests.fixtures.component_refs:inbox_template", "params": {"folder": "x"}},
+            "attributes.pipeline",
+            "add `instance: <key>`",
         ),
         (
             {
