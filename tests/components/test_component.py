@@ -1,9 +1,14 @@
-"""PySetlPipelineComponent: the example through `dg`'s loader equals the Python API, and the
-YAML attributes (key prefix, group, translation, schedules, sensors, Factory config) reach the
+"""PySetlPipelineComponent: the example through `dg`'s loader (and `dg list defs` at the
+repository root) equals the Python API, and the YAML attributes (key prefix, group, translation, schedules, sensors, Factory config) reach the
 definitions; bad attributes fail naming the file and key."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +17,7 @@ import pytest
 from dagster.components.testing import create_defs_folder_sandbox
 
 from pysetl_dagster import PySetlDefinitionError, PySetlPipelineComponent
+from tests.conftest import ROOT
 
 
 def _summary(defs: dg.Definitions) -> dict[str, Any]:
@@ -49,6 +55,38 @@ def test_the_example_loaded_through_the_component_equals_the_python_api() -> Non
     assert {"retail_on_failure", "returns_new_files", "returns_on_upstream"} <= set(
         today["sensors"]
     )
+    # and `dg list defs` from the repository root (dg.toml) shows the same, each definition
+    # from a definitions/components/*/defs.yaml
+    listed = _dg_list_defs(ROOT)
+    assert {a["asset_key"] for a in listed["assets"]} == set(today["assets"])
+    assert sorted(c["key"] for c in listed["asset_checks"]) == today["checks"]
+    assert sorted(j["name"] for j in listed["jobs"]) == [
+        j for j in today["jobs"] if not j.startswith("__")
+    ]
+    assert sorted(s["name"] for s in listed["schedules"]) == today["schedules"]
+    assert sorted(s["name"] for s in listed["sensors"]) == today["sensors"]
+    for kind in ("assets", "jobs", "schedules", "sensors"):
+        for item in listed[kind]:
+            source = item["source"] or ""
+            assert re.match(r"definitions/components/\w+/defs\.yaml:\d+$", source), (kind, item)
+
+
+def _dg_list_defs(project: Path) -> dict[str, Any]:
+    """`dg list defs --json` run in `project`, parsed."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "list", "defs", "--json"],
+        cwd=project,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    listed: dict[str, Any] = json.loads(done.stdout[done.stdout.index("{") :])
+    return listed
 
 
 def _build(tmp_path: Path, **attributes: Any) -> dg.Definitions:
