@@ -1,6 +1,7 @@
 """PySetlPipelineComponent: the example through `dg`'s loader (and `dg list defs` at the
-repository root) equals the Python API, and the YAML attributes (key prefix, group, translation, schedules, sensors, Factory config) reach the
-definitions; bad attributes fail naming the file and key."""
+repository root) equals the Python API; the YAML attributes (pipeline references, templates,
+params, key prefix, group, profile, storage, translation, schedules, sensors, Factory config)
+reach the definitions; bad attributes fail naming the file and key."""
 
 from __future__ import annotations
 
