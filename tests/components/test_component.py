@@ -124,6 +124,16 @@ def test_the_scaffolded_sample_builds(tmp_path: Path) -> None:
             assert records.tags["pipeline"] == "orders" and "csv" in records.kinds
             assert any(k.name == "amount__greater_than_or_equal_to" for k in graph.asset_check_keys)
             assert [s.name for s in defs.schedules or []] == ["orders_daily"]
+        # `--pipeline module:attribute` (your own code): only the defs.yaml, pointing at it
+        path = sandbox.scaffold_component(
+            PySetlPipelineComponent,
+            defs_path="numbers",
+            scaffold_params={"pipeline": "tests.fixtures.numbers_pipeline:build_numbers_pipeline"},
+        )
+        assert [p.name for p in path.iterdir()] == ["defs.yaml"]
+        with sandbox.load_component_and_build_defs(defs_path=path) as (_, defs):
+            keys = defs.resolve_asset_graph().get_all_asset_keys()
+            assert {k.to_user_string() for k in keys} == {"numbers", "doubled", "total"}
 
 
 def test_yaml_attributes_reach_the_assets_jobs_schedules_and_sensors(tmp_path: Path) -> None:
