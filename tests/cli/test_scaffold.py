@@ -32,11 +32,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(workspace: Path) -> dict[str, str]:
-    """The user's environment: this venv on PATH, a Dagster home, the project's `src/` and
-    this checkout (the installed pysetl-dagster) on PYTHONPATH."""
-    home = workspace / "dagster_home"
-    home.mkdir(exist_ok=True)
+def env(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The user's environment: this venv on PATH, a Dagster home (outside the folder), the
+    project's `src/` and this checkout (the installed pysetl-dagster) on PYTHONPATH."""
+    home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return {
         **os.environ,
@@ -53,7 +52,7 @@ def project(workspace: Path, env: dict[str, str]) -> Path:
     """`pysetl-dagster init shop` in the empty folder, then, inside the project,
     `pysetl-dagster new factory EnrichOrders` and `dg scaffold defs
     pysetl_dagster.PySetlPipelineComponent my_pipeline`."""
-    assert not any(p.name == "shop" for p in workspace.iterdir())
+    assert not any(workspace.iterdir())
     done = _run(workspace, env, str(BIN / "pysetl-dagster"), "init", "shop")
     assert done.returncode == 0, done.stdout + done.stderr
     root = workspace / "shop"
