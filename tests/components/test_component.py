@@ -146,11 +146,18 @@ def test_yaml_attributes_reach_the_assets_jobs_schedules_and_sensors(tmp_path: P
         factory_config={"Numbers": {"n": 5}},
         schedules=[{"cron": "30 4 * * *", "timezone": "Europe/Paris", "name": "nightly"}],
         sensors=[{"kind": "failure", "webhook_url_env": "ALERT_URL"}],
-        translation={
+        translation={  # each attribute for all Factories, then for one
             "owners": ["team:data"],
             "tags": {"factory": "{{ factory }}"},
+            "kinds": ["warehouse"],
+            "description": "{{ factory }}, stage {{ stage }}",
             "factories": {
-                "Doubled": {"description": "{{ factory }} in {{ pipeline }}", "kinds": ["x2"]}
+                "Doubled": {
+                    "description": "{{ factory }} in {{ pipeline }}",
+                    "kinds": ["x2"],
+                    "owners": ["ada@example.com"],
+                    "tags": {"layer": "silver"},
+                }
             },
         },
     )
@@ -161,7 +168,10 @@ def test_yaml_attributes_reach_the_assets_jobs_schedules_and_sensors(tmp_path: P
     assert doubled.description == "Doubled in orders"  # the folder names the pipeline
     assert doubled.tags["factory"] == "Doubled" and numbers.tags["factory"] == "Numbers"
     assert "x2" in doubled.kinds and "pyspark" in doubled.kinds and "x2" not in numbers.kinds
-    assert doubled.owners == ["team:data"]
+    assert "warehouse" in doubled.kinds and "warehouse" in numbers.kinds
+    assert numbers.description == "Numbers, stage 0"
+    assert doubled.owners == ["team:data", "ada@example.com"] and numbers.owners == ["team:data"]
+    assert doubled.tags["layer"] == "silver" and "layer" not in numbers.tags
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"orders_assets", "orders_stages"}
     (schedule,) = defs.schedules or []
     assert isinstance(schedule, dg.ScheduleDefinition)
