@@ -16,7 +16,9 @@ check fails only when the rerun regresses too: one noisy run never fails the sui
 
 An entry with `"in_gate": false` is too slow for every suite run (a Spark benchmark); it is
 checked with `--all`, and an entry whose ratios are still null (never recorded) is skipped
-with a line saying to record it.
+with a line saying to record it. A benchmark that prints no ratio to compare (an absolute
+latency, a correctness count) is listed under `"not_checked"` with the reason: every
+benchmark is one or the other (tests/test_gates.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The example as `dg` loads it: every PySetlPipelineComponent under `definitions/components/`.
 
 `dg list defs`, `dg check defs` and `dg dev` (run from the repository root, configured by
-`dg.toml`) load this module; `tests/components/test_example.py` checks it gives the same
+`dg.toml`) load this module; `tests/components/test_component.py` checks it gives the same
 assets, checks, jobs, schedules and sensors as `definitions.defs` (the Python API).
 """
 

@@ -58,4 +58,6 @@ class PySetlPipelineScaffolder(Scaffolder[PySetlPipelineScaffoldParams]):
                 folder, name, class_name, factory_import=f".{snake_case(class_name)}"
             )
             reference = ".pipeline:build_pipeline"
-        (folder / "defs.yaml").write_text(templates.render_defs_yaml(reference, name))
+        (folder / "defs.yaml").write_text(
+            templates.render_defs_yaml(reference, name, sample=params.pipeline is None)
+        )

@@ -129,15 +129,12 @@ attributes:
   # module:attribute of a PySetl Pipeline, or of a function returning one
   # (a leading dot: a module beside this file)
   pipeline: $pipeline_ref
-  params:
-    data_path: "{{ env.${env_prefix}_DATA }}"   # unset: the sample CSV
-  name: $pipeline_name
+$params  name: $pipeline_name
   schedules:
     - cron: "0 2 * * *"
       name: ${pipeline_name}_daily
   translation:
-    kinds: [csv]
-    tags:
+$kinds    tags:
       pipeline: "{{ pipeline }}"
 """)
 
@@ -298,12 +295,35 @@ def render_pipeline(pipeline_name: str, factory_import: str, class_name: str) ->
     )
 
 
-def render_defs_yaml(pipeline_ref: str, pipeline_name: str) -> str:
-    """The component's `defs.yaml` for a pipeline at `pipeline_ref` (`module:attribute`)."""
+# The sample's `build_pipeline(data_path=None)` takes its data from the environment; a
+# pipeline of the user's own (`--pipeline`) gets the same line as a comment, since its
+# parameters are unknown here (a `params` key it does not accept would fail the load).
+SAMPLE_PARAMS = Template("""\
+  params:
+    data_path: "{{ env.${env_prefix}_DATA }}"   # unset: the sample CSV
+""")
+OWN_PARAMS = Template("""\
+  # params:                       # keyword arguments, when `pipeline` is a function
+  #   data_dir: "{{ env.${env_prefix}_DATA_DIR }}"
+""")
+
+
+def render_defs_yaml(pipeline_ref: str, pipeline_name: str, *, sample: bool = True) -> str:
+    """The component's `defs.yaml` for a pipeline at `pipeline_ref` (`module:attribute`).
+
+    Args:
+        pipeline_ref: the `pipeline:` reference.
+        pipeline_name: the pipeline's name (asset group, jobs, schedule).
+        sample: whether `pipeline_ref` is the scaffolded sample (its `data_path` parameter is
+            set from the environment) or the user's own code (parameters left as a comment).
+    """
+    env_prefix = pipeline_name.upper()
+    params = (SAMPLE_PARAMS if sample else OWN_PARAMS).substitute(env_prefix=env_prefix)
     return DEFS_YAML.substitute(
         pipeline_ref=pipeline_ref,
         pipeline_name=pipeline_name,
-        env_prefix=pipeline_name.upper(),
+        params=params,
+        kinds="    kinds: [csv]   # the sample reads a CSV file\n" if sample else "",
     )
 
 

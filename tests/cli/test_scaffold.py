@@ -1,6 +1,9 @@
-"""`pysetl-dagster init` / `new factory`: one command to a project whose tests pass and that
-`dg` lists and checks. One scaffolded project for the module; its tests run with this venv
-and PYTHONPATH (nothing is installed)."""
+"""`pysetl-dagster init` / `new factory` and `dg scaffold defs`: one command to a project whose
+tests pass and that `dg` lists, checks and serves. One scaffolded project for the module, made
+as a new user makes it: the installed `pysetl-dagster` command in an empty folder, then `new
+factory` and `dg scaffold defs pysetl_dagster.PySetlPipelineComponent my_pipeline` inside it.
+Nothing is installed: the project's tests find `src/` through its own pytest settings, and
+`dg` through PYTHONPATH (what `pip install -e .` gives a user)."""
 
 from __future__ import annotations
 
@@ -19,32 +22,48 @@ import pytest
 from pysetl_dagster.cli.main import main
 from tests.conftest import ROOT
 
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`pysetl-dagster init shop`, then `pysetl-dagster new factory EnrichOrders` inside it."""
-    parent = tmp_path_factory.mktemp("scaffold")
-    assert _main("init", "shop", "--dir", str(parent))[0] == 0
-    root = parent / "shop"
-    code, out, _ = _main("new", "factory", "EnrichOrders", "--project", str(root / "src"))
-    assert code == 0, out
-    return root
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def env(project: Path) -> dict[str, str]:
-    """The project's environment: this venv, its `src/` and this checkout on PYTHONPATH."""
-    home = project.parent / "dagster_home"
-    home.mkdir(exist_ok=True)
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty folder: where the user runs `pysetl-dagster init`."""
+    return tmp_path_factory.mktemp("scaffold")
+
+
+@pytest.fixture(scope="module")
+def env(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The user's environment: this venv on PATH, a Dagster home (outside the folder), the
+    project's `src/` and this checkout (the installed pysetl-dagster) on PYTHONPATH."""
+    home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return {
         **os.environ,
         "DAGSTER_HOME": str(home),
-        "PYTHONPATH": os.pathsep.join([str(project / "src"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(workspace / "shop" / "src"), str(ROOT)]),
         "PYSPARK_PYTHON": sys.executable,
         "VIRTUAL_ENV": sys.prefix,
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
     }
+
+
+@pytest.fixture(scope="module")
+def project(workspace: Path, env: dict[str, str]) -> Path:
+    """`pysetl-dagster init shop` in the empty folder, then, inside the project,
+    `pysetl-dagster new factory EnrichOrders` and `dg scaffold defs
+    pysetl_dagster.PySetlPipelineComponent my_pipeline`."""
+    assert not any(workspace.iterdir())
+    done = _run(workspace, env, str(BIN / "pysetl-dagster"), "init", "shop")
+    assert done.returncode == 0, done.stdout + done.stderr
+    root = workspace / "shop"
+    done = _run(root, env, str(BIN / "pysetl-dagster"), "new", "factory", "EnrichOrders")
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = _run(
+        root, env, str(BIN / "dg"), "scaffold", "defs",
+        "pysetl_dagster.PySetlPipelineComponent", "my_pipeline",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root
 
 
 def _main(*argv: str) -> tuple[int, str, str]:
@@ -71,6 +90,9 @@ def test_the_project_has_its_parts_and_no_machine_path(project: Path) -> None:
         "src/shop/factories/enrich_orders.py",
         "src/shop/defs/shop/defs.yaml",
         "src/shop/data/sample.csv",
+        "src/shop/defs/my_pipeline/defs.yaml",  # dg scaffold defs
+        "src/shop/defs/my_pipeline/pipeline.py",
+        "src/shop/defs/my_pipeline/my_pipeline_records.py",
         "tests/conftest.py",
         "tests/test_clean_records.py",
         "tests/test_enrich_orders.py",
@@ -86,8 +108,10 @@ def test_the_project_has_its_parts_and_no_machine_path(project: Path) -> None:
 
 
 def test_the_project_tests_pass_on_creation(project: Path, env: dict[str, str]) -> None:
-    """The sample Factory's test, the new Factory's test and a real materialization."""
-    result = _run(project, env, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    """The sample Factory's test, the new Factory's test and a real materialization; `src/`
+    comes from the project's own pytest settings, not from PYTHONPATH."""
+    own = {**env, "PYTHONPATH": str(ROOT)}
+    result = _run(project, own, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "3 passed" in result.stdout
 
@@ -95,7 +119,8 @@ def test_the_project_tests_pass_on_creation(project: Path, env: dict[str, str]) 
 def test_dg_lists_the_sample_asset_with_its_checks_job_and_schedule(
     project: Path, env: dict[str, str]
 ) -> None:
-    result = _run(project, env, str(Path(sys.executable).with_name("dg")), "list", "defs", "--json")
+    """`dg list defs`: init's component and the one `dg scaffold defs` wrote beside it."""
+    result = _run(project, env, str(BIN / "dg"), "list", "defs", "--json")
     assert result.returncode == 0, result.stderr[-4000:]
     listed = json.loads(result.stdout[result.stdout.index("{") :])
     assets = {a["asset_key"]: a for a in listed["assets"]}
@@ -106,7 +131,15 @@ def test_dg_lists_the_sample_asset_with_its_checks_job_and_schedule(
         c["key"] for c in listed["asset_checks"]
     }
     assert {"shop_assets", "shop_stages"} <= {j["name"] for j in listed["jobs"]}
-    assert [s["name"] for s in listed["schedules"]] == ["shop_daily"]
+    # what `dg scaffold defs pysetl_dagster.PySetlPipelineComponent my_pipeline` wrote
+    scaffolded = assets["my_pipeline_records"]
+    assert scaffolded["source"].startswith("src/shop/defs/my_pipeline/defs.yaml")
+    assert {"key": "pipeline", "value": "my_pipeline"} in scaffolded["tags"]
+    assert "my_pipeline_records:amount__greater_than_or_equal_to" in {
+        c["key"] for c in listed["asset_checks"]
+    }
+    assert {"my_pipeline_assets", "my_pipeline_stages"} <= {j["name"] for j in listed["jobs"]}
+    assert sorted(s["name"] for s in listed["schedules"]) == ["my_pipeline_daily", "shop_daily"]
 
 
 @pytest.fixture
@@ -131,7 +164,7 @@ def misspelled(project: Path) -> Iterator[Path]:
 def test_dg_check_defs_names_the_file_line_and_key_of_a_misspelled_attribute(
     project: Path, env: dict[str, str], misspelled: Path
 ) -> None:
-    result = _run(project, env, str(Path(sys.executable).with_name("dg")), "check", "defs")
+    result = _run(project, env, str(BIN / "dg"), "check", "defs")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     # dg's YAML pass validates one file per component type (it keys files by type), so the
@@ -168,7 +201,7 @@ def test_dg_dev_serves_the_project_and_materializes_its_asset(
     log_path = project.parent / "dg_dev.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dg")), "dev", "--port", str(port),
+            [str(BIN / "dg"), "dev", "--port", str(port),
              "--host", "127.0.0.1"],
             cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -194,6 +227,12 @@ def test_dg_dev_serves_the_project_and_materializes_its_asset(
                     break
                 time.sleep(2)
             assert status == "SUCCESS", log_path.read_text()[-4000:]
+            # the asset's materialization is recorded, by that run
+            asset = client._execute(
+                'query { assetOrError(assetKey: {path: ["clean_records"]}) '
+                "{ ... on Asset { assetMaterializations(limit: 1) { runId } } } }"
+            )["assetOrError"]
+            assert [m["runId"] for m in asset["assetMaterializations"]] == [run_id], asset
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:

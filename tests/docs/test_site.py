@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pysetl_dagster
+from pysetl_dagster import testing
 from tests.docs.snippets import ROOT
 
 
@@ -45,9 +46,12 @@ def test_site_builds_strict(tmp_path: Path) -> None:
 
 def test_api_reference_is_the_public_surface() -> None:
     """docs/reference/api.md has one `::: module.Name` entry per name of `_PUBLIC`, from the
-    module `_PUBLIC` names, and nothing else: a new public name needs its reference entry."""
+    module `_PUBLIC` names, one per name of `pysetl_dagster.testing.__all__` and the pytest
+    plugin's `spark` fixture, and nothing else: a new public name needs its reference entry."""
     text = (ROOT / "docs" / "reference" / "api.md").read_text()
     entries = re.findall(r"^::: (\S+)$", text, re.M)
     assert sorted(entries) == sorted(
-        f"{mod}.{name}" for name, mod in pysetl_dagster._PUBLIC.items()
+        [f"{mod}.{name}" for name, mod in pysetl_dagster._PUBLIC.items()]
+        + [f"pysetl_dagster.testing.{name}" for name in testing.__all__]
+        + ["pysetl_dagster.testing.plugin.spark"]
     )
