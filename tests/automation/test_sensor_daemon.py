@@ -94,7 +94,7 @@ def test_daemon_runs_the_file_sensor_and_the_run_succeeds(sensor_daemon: Daemon)
         if runs and runs[0].is_finished:
             run = runs[0]
             break
-        time.sleep(2)
+        time.sleep(0.5)
     assert run is not None, (
         f"no finished sensor run within {RUN_TIMEOUT} s:\n" + sensor_daemon.tail()
     )

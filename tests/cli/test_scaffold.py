@@ -183,7 +183,7 @@ def test_dg_dev_serves_the_project_and_materializes_its_asset(
                     ]
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("dg dev did not come up:\n" + log_path.read_text()[-4000:])
-                time.sleep(2)
+                time.sleep(0.5)
             assert {"clean_records"} <= {"/".join(n["assetKey"]["path"]) for n in nodes}  # type: ignore[index]
             run_id = client.submit_job_execution("shop_assets")
             status = None
@@ -192,7 +192,7 @@ def test_dg_dev_serves_the_project_and_materializes_its_asset(
                 status = client.get_run_status(run_id).value
                 if status in ("SUCCESS", "FAILURE", "CANCELED"):
                     break
-                time.sleep(2)
+                time.sleep(0.5)
             assert status == "SUCCESS", log_path.read_text()[-4000:]
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
