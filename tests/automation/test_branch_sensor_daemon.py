@@ -183,6 +183,7 @@ def test_the_sensor_picks_the_branch_the_data_says_and_ab_follows_its_rule(
         f"{label} by alternate, assignment #{i}" for i, label in enumerate("aba", start=1)
     ]
     assert [r.asset_selection for r in ab] == [{dg.AssetKey(f"pricing_{label}")} for label in "aba"]
+
     # the daemon creates a run (NOT_STARTED) and then submits it: wait for the submission; the
     # queue must then hold every A/B run (its tag's limit is 0), none may start
     def submitted() -> list[dg.DagsterRun] | None:
