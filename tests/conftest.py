@@ -36,6 +36,51 @@ def _no_current_dagster_instance_leaks() -> Iterator[None]:
         yield
 
 
+# Spark's launcher adds these to the java command of every driver it starts (`pyspark`'s
+# gateway, `spark-submit`: dagster CLI runs, daemon runs, code servers, Connect servers) and of
+# its daemons (a standalone master and workers), never to the launcher itself.
+_JVM_OPTION_VARIABLES = ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS")
+
+
+def fast_jvm_options() -> str:
+    """Java options that make a Spark JVM start in about a third of the CPU, and nothing else.
+
+    The suite starts dozens of JVMs in other processes (every `dagster` CLI run, daemon run,
+    code server, verify side, Connect server), and most of a small run's JVM CPU is start-up: a
+    classic `spark-submit` of a tiny job measured 18-19 CPU s as is, 10 with migrate's
+    class-data archive (`migrate/jvm.py`, built once per machine and kept in its cache folder),
+    5.5-6.3 with the archive and the client compiler only (`-XX:TieredStopAtLevel=1`; C2 only
+    pays back on long hot loops the suite's small data never reaches). Neither changes what a
+    JVM computes: how classes load, how hot code is compiled. The garbage collector is left as
+    is (tests/spark/test_memory.py reads the JVM's memory). A JVM that cannot use the archive
+    (another class path) starts as before, silently (`-Xshare:auto`, cds logging off).
+    """
+    from pysetl_dagster.migrate.jvm import ensure_archive
+
+    options = "-XX:TieredStopAtLevel=1"
+    archive = ensure_archive()  # built here on a machine without one (once, ~40 s)
+    if archive is not None:
+        options += f" -Xshare:auto -XX:SharedArchiveFile={archive}"
+        options += " -Xlog:cds=off -Xlog:cds+dynamic=off"
+    return options
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_jvm_start() -> Iterator[None]:
+    """Every JVM of the session (this process's and those of the processes it starts, which
+    inherit the environment) starts with `fast_jvm_options()`; the user's own options last."""
+    saved = {name: os.environ.get(name) for name in _JVM_OPTION_VARIABLES}
+    options = fast_jvm_options()
+    for name, users in saved.items():
+        os.environ[name] = f"{options} {users}" if users else options
+    yield
+    for name, users in saved.items():
+        if users is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = users
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

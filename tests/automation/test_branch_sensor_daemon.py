@@ -43,6 +43,7 @@ DAGSTER_YAML = f"""telemetry:
   enabled: false
 run_queue:
   max_concurrent_runs: 4
+  dequeue_interval_seconds: 1  # as scripts/dev: a queued run starts within a second, not 5
   tag_concurrency_limits:
     - key: "{HOLD_TAG}"
       limit: 0

@@ -50,7 +50,10 @@ def sensor_daemon() -> Iterator[Daemon]:
     home, inbox, storage = tmp / "home", tmp / "inbox", tmp / "storage"
     for d in (home, inbox, storage):
         d.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the daemon starts a queued run within a second (as scripts/dev), not Dagster's 5 s
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_queue:\n  dequeue_interval_seconds: 1\n"
+    )
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -94,7 +97,7 @@ def test_daemon_runs_the_file_sensor_and_the_run_succeeds(sensor_daemon: Daemon)
         if runs and runs[0].is_finished:
             run = runs[0]
             break
-        time.sleep(2)
+        time.sleep(0.5)
     assert run is not None, (
         f"no finished sensor run within {RUN_TIMEOUT} s:\n" + sensor_daemon.tail()
     )

@@ -36,7 +36,10 @@ def env(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     """The user's environment: this venv on PATH, a Dagster home (outside the folder), the
     project's `src/` and this checkout (the installed pysetl-dagster) on PYTHONPATH."""
     home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # `dg dev` starts a queued run within a second (as scripts/dev), not Dagster's 5 s
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_queue:\n  dequeue_interval_seconds: 1\n"
+    )
     return {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -216,7 +219,7 @@ def test_dg_dev_serves_the_project_and_materializes_its_asset(
                     ]
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("dg dev did not come up:\n" + log_path.read_text()[-4000:])
-                time.sleep(2)
+                time.sleep(0.5)
             assert {"clean_records"} <= {"/".join(n["assetKey"]["path"]) for n in nodes}  # type: ignore[index]
             run_id = client.submit_job_execution("shop_assets")
             status = None
@@ -225,7 +228,7 @@ def test_dg_dev_serves_the_project_and_materializes_its_asset(
                 status = client.get_run_status(run_id).value
                 if status in ("SUCCESS", "FAILURE", "CANCELED"):
                     break
-                time.sleep(2)
+                time.sleep(0.5)
             assert status == "SUCCESS", log_path.read_text()[-4000:]
             # the asset's materialization is recorded, by that run
             asset = client._execute(

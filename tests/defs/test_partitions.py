@@ -391,7 +391,7 @@ def test_dagster_cli_backfill_of_three_daily_partitions(tmp_path: Path) -> None:
             if len(runs) == 3 and all(r.is_finished for r in runs):
                 break
             assert time.monotonic() < deadline, [(r.run_id, r.status) for r in runs]
-            time.sleep(2)
+            time.sleep(0.5)
         assert {r.tags["dagster/partition"] for r in runs} == set(days)
         assert len({r.tags["dagster/backfill"] for r in runs}) == 1
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)

@@ -90,7 +90,7 @@ def test_materialize_all_from_the_asset_graph(
         new = {k: v for k, v in _run_ids(prod_stack).items() if k not in before}
         if new and all(v in ("SUCCESS", "FAILURE", "CANCELED") for v in new.values()):
             break
-        time.sleep(3)
+        time.sleep(1)
     assert list(new.values()) == ["SUCCESS"], new
     (run_id,) = new
     page.goto(f"{prod_stack.url}/runs/{run_id}")

@@ -89,7 +89,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterGra
                 pytest.fail(
                     "dagster dev did not come up:\n" + (tmp / "dagster_dev.log").read_text()[-4000:]
                 )
-            time.sleep(2)
+            time.sleep(0.5)
         client.project = project  # type: ignore[attr-defined]
         yield client
     finally:
@@ -130,7 +130,7 @@ def _wait(client: DagsterGraphQLClient, run_id: str, seconds: float) -> str | No
         status = client.get_run_status(run_id).value
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
-        time.sleep(2)
+        time.sleep(0.5)
     return status
 
 
@@ -288,7 +288,7 @@ def test_file_sensor_switched_on_in_the_ui_runs_the_returns_pipeline(
         runs = dagster_dev._execute(RUNS_BY_TAG, {"filter": {"tags": [tag]}})["runsOrError"][
             "results"
         ]
-        time.sleep(3)
+        time.sleep(1)
     assert runs, "the sensor requested no run:\n" + DEV_DIRS["log"].read_text()[-4000:]
     assert _wait(dagster_dev, runs[0]["runId"], 300) == "SUCCESS"
 
@@ -443,7 +443,7 @@ def test_branching_sensor_decision_is_visible_in_the_tick_history(
         ticks = [t for t in sensor["sensorState"]["ticks"] if t["status"] != "STARTED"]
         if ticks:
             break
-        time.sleep(2)
+        time.sleep(0.5)
     assert ticks, "no tick of review_branching:\n" + DEV_DIRS["log"].read_text()[-4000:]
     tick = ticks[0]
     if not retail_done:
@@ -527,5 +527,5 @@ def test_ctrl_c_stops_dagster_dev_and_the_connect_server(dagster_dev: DagsterGra
     proc.wait(timeout=90)
     deadline = time.monotonic() + 30
     while _processes_mentioning(home) and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.25)
     assert not _processes_mentioning(home), DEV_DIRS["log"].read_text()[-3000:]

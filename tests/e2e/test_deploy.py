@@ -94,7 +94,7 @@ def test_daemon_pushes_run_metrics_to_the_pushgateway(
         samples = pushed_metrics(pushgateway)
         if ("pysetl_run_success", labels) in samples:
             break
-        time.sleep(3)
+        time.sleep(1)
     assert samples.get(("pysetl_run_success", labels)) == 1, prod_stack.procs[
         "daemon"
     ].log.read_text()[-3000:]

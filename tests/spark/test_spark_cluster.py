@@ -25,7 +25,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from pysetl_dagster import SparkParquetIOManager
-from tests.conftest import ROOT, assert_same_data
+from tests.conftest import ROOT, assert_same_data, fast_jvm_options
 from tests.fixtures.prod_stack import Proc, ProdStack, free_port, wait_for, write_profile
 
 SPARK_HOME = Path(pyspark.__file__).parent
@@ -138,6 +138,8 @@ cluster:
       spark.executor.cores: "1"
       spark.cores.max: "2"
       spark.ui.enabled: "false"
+      # the executors start as fast as the session's other JVMs (tests/conftest.py)
+      spark.executor.extraJavaOptions: "{fast_jvm_options()}"
   storage:
     root: "{storage}"
 """,
