@@ -100,6 +100,11 @@ def daemon() -> Iterator[Daemon]:
         "PYTHONPATH": str(ROOT),
         "PYSPARK_PYTHON": sys.executable,
     }
+    # the instance's SQLite databases are created (and their schema stamped) here, before the
+    # daemon and its code server open them: opened by several processes at once, each stamps
+    # the schema and the code server fails to load ("alembic_version has more than one head")
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    instance.get_runs(limit=1)
     log = tmp / "daemon.log"
     with open(log, "a") as out:
         popen = subprocess.Popen(
@@ -107,7 +112,6 @@ def daemon() -> Iterator[Daemon]:
              "-m", "tests.fixtures.branching_location"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     try:
         yield Daemon(home, storage, log, popen, instance)
     finally:
