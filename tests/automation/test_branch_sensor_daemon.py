@@ -100,6 +100,9 @@ def daemon() -> Iterator[Daemon]:
         "PYTHONPATH": str(ROOT),
         "PYSPARK_PYTHON": sys.executable,
     }
+    # The instance (its SQLite schema) exists before the daemon starts: created by both at
+    # once, they raced ("table ... already exists", "more than one head") under load.
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     log = tmp / "daemon.log"
     with open(log, "a") as out:
         popen = subprocess.Popen(
@@ -107,7 +110,6 @@ def daemon() -> Iterator[Daemon]:
              "-m", "tests.fixtures.branching_location"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     try:
         yield Daemon(home, storage, log, popen, instance)
     finally:
