@@ -62,6 +62,9 @@ def sensor_daemon() -> Iterator[Daemon]:
         "PYTHONPATH": str(ROOT),
         "PYSPARK_PYTHON": sys.executable,
     }
+    # The instance (its SQLite schema) exists before the daemon starts: created by the test
+    # and the daemon at once, they raced ("table secondary_indexes already exists") under load.
+    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))).dispose()
     log = tmp / "daemon.log"
     with open(log, "a") as out:
         popen = subprocess.Popen(
