@@ -474,9 +474,11 @@ def _cause(exc: BaseException, env: TickEnv) -> str:
     cause: BaseException = exc
     while isinstance(cause, DagsterError) and cause.__cause__ is not None:
         cause = cause.__cause__
-    text = f"{type(cause).__name__}: {cause}"
+    text = f"{type(cause).__name__}: {str(cause).rstrip('.')}"
     note = lost_server_note(env._spark, cause) if env._spark is not None else None
-    return f"{text} ({note})" if note is not None and note not in text else text
+    if note is None or "Spark Connect server at" in text:  # said already
+        return text
+    return f"{text} ({note.rstrip('.')})"
 
 
 def decide_tick(
