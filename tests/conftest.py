@@ -43,26 +43,26 @@ _JVM_OPTION_VARIABLES = ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS")
 
 
 def fast_jvm_options() -> str:
-    """Java options that make a Spark JVM start in about a third of the CPU, and nothing else.
+    """Java options that make a Spark JVM start in about half the CPU, and nothing else.
 
     The suite starts dozens of JVMs in other processes (every `dagster` CLI run, daemon run,
     code server, verify side, Connect server), and most of a small run's JVM CPU is start-up: a
     classic `spark-submit` of a tiny job measured 18-19 CPU s as is, 10 with migrate's
-    class-data archive (`migrate/jvm.py`, built once per machine and kept in its cache folder),
-    5.5-6.3 with the archive and the client compiler only (`-XX:TieredStopAtLevel=1`; C2 only
-    pays back on long hot loops the suite's small data never reaches). Neither changes what a
-    JVM computes: how classes load, how hot code is compiled. The garbage collector is left as
-    is (tests/spark/test_memory.py reads the JVM's memory). A JVM that cannot use the archive
+    class-data archive (`migrate/jvm.py`, built once per machine and kept in its cache folder).
+    The archive changes how classes load, nothing a JVM computes; a JVM that cannot use it
     (another class path) starts as before, silently (`-Xshare:auto`, cds logging off).
+
+    Not taken: the client compiler only (`-XX:TieredStopAtLevel=1`, 5.5-6.3 CPU s for the same
+    job): its bigger stack frames made Spark's analysis of tests/checks/test_unique_proof.py's
+    deep plan overflow the stack (StackOverflowError) where C2 does not, a changed outcome. Nor
+    `-XX:+UseSerialGC`: tests/spark/test_memory.py reads the JVM's memory.
     """
     from pysetl_dagster.migrate.jvm import ensure_archive
 
-    options = "-XX:TieredStopAtLevel=1"
     archive = ensure_archive()  # built here on a machine without one (once, ~40 s)
-    if archive is not None:
-        options += f" -Xshare:auto -XX:SharedArchiveFile={archive}"
-        options += " -Xlog:cds=off -Xlog:cds+dynamic=off"
-    return options
+    if archive is None:
+        return ""
+    return f"-Xshare:auto -XX:SharedArchiveFile={archive} -Xlog:cds=off -Xlog:cds+dynamic=off"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -72,7 +72,7 @@ def _fast_jvm_start() -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in _JVM_OPTION_VARIABLES}
     options = fast_jvm_options()
     for name, users in saved.items():
-        os.environ[name] = f"{options} {users}" if users else options
+        os.environ[name] = " ".join(o for o in (options, users) if o)
     yield
     for name, users in saved.items():
         if users is None:
