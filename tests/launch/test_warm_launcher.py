@@ -74,6 +74,17 @@ def _messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [record.message for record in instance.all_logs(run_id)]
 
 
+def _run_to_success(
+    instance: dg.DagsterInstance, job: dg.JobDefinition
+) -> tuple[dg.DagsterRun, list[str]]:
+    """Launch `job`, wait for its end, assert it succeeded; the run and its log's messages."""
+    run_id = _launch(instance, job)
+    run = _finished(instance, run_id)
+    log = _messages(instance, run_id)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, log
+    return run, log
+
+
 def _wait_for_spare(instance: dg.DagsterInstance) -> None:
     launcher = instance.run_launcher
     assert isinstance(launcher, WarmRunLauncher)
@@ -89,18 +100,12 @@ def test_the_second_run_runs_in_the_worker_that_waited_for_it(
     instance: dg.DagsterInstance,
 ) -> None:
     assert isinstance(instance.run_launcher, WarmRunLauncher)
-    first = _launch(instance, launch_jobs.quick)
-    run = _finished(instance, first)
-    assert run.status == dg.DagsterRunStatus.SUCCESS, _messages(instance, first)
-    log = _messages(instance, first)
+    _, log = _run_to_success(instance, launch_jobs.quick)
     assert any("a fresh run worker (none was waiting)" in m for m in log), log
     assert any("probe preloaded: False" in m for m in log), log  # a cold worker imports nothing
 
     _wait_for_spare(instance)
-    second = _launch(instance, launch_jobs.quick)
-    run = _finished(instance, second)
-    assert run.status == dg.DagsterRunStatus.SUCCESS, _messages(instance, second)
-    log = _messages(instance, second)
+    run, log = _run_to_success(instance, launch_jobs.quick)
     assert any("Run handed to a run worker waiting for" in m for m in log), log
     assert any("probe preloaded: True" in m for m in log), log  # ran where the imports were
     pid = run.tags[RUN_WORKER_PID_TAG]
@@ -110,14 +115,10 @@ def test_the_second_run_runs_in_the_worker_that_waited_for_it(
 def test_a_module_changed_while_the_worker_waited_runs_in_a_fresh_interpreter(
     instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    first = _launch(instance, launch_jobs.quick)
-    assert _finished(instance, first).status == dg.DagsterRunStatus.SUCCESS
+    _run_to_success(instance, launch_jobs.quick)
     _wait_for_spare(instance)
     (tmp_path / "probe" / "launch_probe.py").write_text("VERSION = 22\n")  # size and mtime move
-    second = _launch(instance, launch_jobs.quick)
-    run = _finished(instance, second)
-    assert run.status == dg.DagsterRunStatus.SUCCESS, _messages(instance, second)
-    log = _messages(instance, second)
+    _, log = _run_to_success(instance, launch_jobs.quick)
     # the waiting worker was handed the run, saw the change and replaced itself: nothing stale
     assert any("Run handed to a run worker waiting for" in m for m in log), log
     assert any("probe preloaded: False" in m for m in log), log
