@@ -5,21 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-import pandera.pyspark as pa
-import pyspark.sql.types as T
 import pytest
 from pysetl.workflow import Pipeline, Stage
 
 import definitions
 from pysetl_dagster import (
     PySetlDefinitionError,
-    PySetlFactoryData,
     PySetlTranslator,
-    Validation,
     build_definitions,
     pysetl_pipeline,
 )
 from tests.fixtures.numbers_pipeline import Doubled, Numbers, Total, build_numbers_pipeline
+from tests.fixtures.translators import PositiveNumbers
 
 
 def test_rebuilding_a_pipeline_gives_equal_definitions_kept_once() -> None:
@@ -35,17 +32,6 @@ def test_rebuilding_a_pipeline_gives_equal_definitions_kept_once() -> None:
     }  # fmt: skip
 
 
-class _PositiveNumbers(PySetlTranslator):
-    """Adds a value check to Numbers (as a team would, without touching the Factory)."""
-
-    def get_validation(self, data: PySetlFactoryData) -> Validation | None:
-        if data.factory_type is Numbers:
-            return Validation(
-                pa.DataFrameSchema({"value": pa.Column(T.LongType(), pa.Check.ge(0))})
-            )
-        return super().get_validation(data)
-
-
 def _check_names(assets: list[Any], key: str) -> set[str]:
     (asset,) = [
         a for a in assets if isinstance(a, dg.AssetsDefinition) and dg.AssetKey(key) in a.keys
@@ -56,7 +42,7 @@ def _check_names(assets: list[Any], key: str) -> set[str]:
 def test_each_pipeline_gets_its_own_asset_with_its_own_checks(resources: Any) -> None:
     plain = pysetl_pipeline(build_numbers_pipeline(), name="plain")
     checked = pysetl_pipeline(
-        build_numbers_pipeline(), name="checked", translator=_PositiveNumbers()
+        build_numbers_pipeline(), name="checked", translator=PositiveNumbers()
     )
     assert "value__greater_than_or_equal_to" in _check_names(checked.assets, "numbers")
     assert "value__greater_than_or_equal_to" not in _check_names(plain.assets, "numbers")

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-import pandera.pyspark as pa
-import pyspark.sql.types as T
 import pytest
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._utils.warnings import disable_dagster_warnings
@@ -27,7 +25,6 @@ import definitions
 from definitions.regional import regional_pipelines
 from pysetl_dagster import (
     PySetlFactoryData,
-    PySetlTranslator,
     Validation,
     build_definitions,
     pysetl_pipeline,
@@ -40,6 +37,7 @@ from pysetl_dagster.translation.graph import FactoryNode
 from pysetl_dagster.translation.specs import TranslatedPipeline, input_name
 from tests.fixtures.numbers_pipeline import Numbers, build_numbers_pipeline
 from tests.fixtures.partitioned_pipeline import build_daily_pipeline, build_events_pipeline
+from tests.fixtures.translators import PositiveNumbers
 from tests.fixtures.validation_pipeline import people_factories, person_schema
 
 
@@ -172,15 +170,8 @@ def _snapshot(defs: dg.Definitions) -> str:
         return serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
 
 
-class _PositiveNumbers(PySetlTranslator):
+class _PositiveNumbersWithDep(PositiveNumbers):
     """A check on Numbers and a dependency Numbers does not load (a deps-only input)."""
-
-    def get_validation(self, data: PySetlFactoryData) -> Validation | None:
-        if data.factory_type is Numbers:
-            return Validation(
-                pa.DataFrameSchema({"value": pa.Column(T.LongType(), pa.Check.ge(0))})
-            )
-        return super().get_validation(data)
 
     def get_asset_spec(self, data: Any) -> dg.AssetSpec:
         spec = super().get_asset_spec(data)
@@ -199,7 +190,7 @@ def _pipelines() -> dict[str, list[PySetlPipelineDefinitions]]:
             pysetl_pipeline(
                 build_numbers_pipeline(),
                 name="checked",
-                translator=_PositiveNumbers(key_prefix="checked"),
+                translator=_PositiveNumbersWithDep(key_prefix="checked"),
                 io_manager_key="checked_io",
             ),
             pysetl_pipeline(
